@@ -1,0 +1,251 @@
+"""
+Payment use cases: creating and canceling a payment, and recording what Stripe
+says about its PaymentIntent.
+
+Every function here follows one pattern, so no row lock is ever held across a
+network call: lock, check and write; commit; call Stripe; lock again and record
+the answer. A Stripe call that ends without a definite answer leaves the row as
+it was, and the same call with the same idempotency key resumes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from payments import stripe_gateway
+from payments.exceptions import IdempotencyKeyInUse, IdempotencyKeyReused, InvalidState
+from payments.models import Payment
+
+# Our Payment.id travels to Stripe under this metadata key.
+PAYMENT_ID_METADATA_KEY = "payment_id"
+
+
+def request_fingerprint(data: dict[str, Any]) -> str:
+    """A stable digest of a validated request body, to tell a replay from a new request."""
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def stripe_timestamp(seconds: int | float | None) -> datetime:
+    """Stripe's `created` (Unix seconds) as an aware datetime; now when missing."""
+    if seconds is None:
+        return timezone.now()
+    return datetime.fromtimestamp(int(seconds), tz=UTC)
+
+
+def _create_idempotency_key(payment: Payment) -> str:
+    # Derived from our row, so every retry of this payment's creation is the same
+    # request to Stripe and can never make a second PaymentIntent.
+    return f"payment-{payment.id}-create"
+
+
+# --- Creating a payment -----------------------------------------------------
+
+
+def payment_create(
+    *,
+    user,
+    idempotency_key: str,
+    amount: int,
+    currency: str,
+    description: str = "",
+    metadata: dict[str, str] | None = None,
+) -> tuple[Payment, bool]:
+    """
+    Create a payment and its PaymentIntent; answers (payment, replayed).
+
+    Locks: the payment row, briefly, in `_payment_claim` and `_payment_record_created`;
+    never while Stripe is called. Side effects: one PaymentIntent at Stripe, whose
+    metadata carries our payment id. Safe to retry with the same key: a replay
+    answers the stored payment; after a Stripe outage or a lost answer the retry
+    resends the same Stripe idempotency key, so Stripe answers with the
+    PaymentIntent it already made. A concurrent request with the key gets
+    IdempotencyKeyInUse; the key with a different body gets IdempotencyKeyReused.
+    """
+    metadata = metadata or {}
+    fingerprint = request_fingerprint(
+        {"amount": amount, "currency": currency, "description": description, "metadata": metadata}
+    )
+    payment, replayed = _payment_claim(
+        user=user,
+        idempotency_key=idempotency_key,
+        fingerprint=fingerprint,
+        fields={"amount": amount, "currency": currency, "description": description, "metadata": metadata},
+    )
+    if replayed:
+        return payment, True
+
+    try:
+        intent = stripe_gateway.payment_intent_create(
+            amount=payment.amount,
+            currency=payment.currency,
+            metadata={**payment.metadata, PAYMENT_ID_METADATA_KEY: str(payment.id)},
+            idempotency_key=_create_idempotency_key(payment),
+        )
+    except stripe_gateway.StripeRefused:
+        # A definite refusal means nothing exists at Stripe: forget the attempt,
+        # so nothing is left half-written and the key may be used again.
+        Payment.objects.filter(pk=payment.pk, stripe_payment_intent_id__isnull=True).delete()
+        raise
+    except stripe_gateway.StripeError:
+        # Ambiguous: keep the row for the retry, but let it in without waiting for the lease.
+        Payment.objects.filter(pk=payment.pk).update(stripe_call_started_at=None)
+        raise
+    return _payment_record_created(payment_id=payment.pk, intent=intent), False
+
+
+def _payment_claim(*, user, idempotency_key: str, fingerprint: str, fields: dict) -> tuple[Payment, bool]:
+    """
+    Take the idempotency key: insert the payment, or find the one already under
+    the key. Answers (payment, replayed); when not replayed the caller holds a
+    lease (`stripe_call_started_at`) and must call Stripe.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                payment = Payment.objects.create(
+                    user=user,
+                    idempotency_key=idempotency_key,
+                    request_fingerprint=fingerprint,
+                    stripe_call_started_at=now,
+                    **fields,
+                )
+            return payment, False
+        except IntegrityError:
+            # The unique (user, idempotency_key) index made us wait for the other
+            # insert to commit; now read what it wrote.
+            pass
+        payment = Payment.objects.select_for_update().get(user=user, idempotency_key=idempotency_key)
+        if payment.request_fingerprint != fingerprint:
+            raise IdempotencyKeyReused(
+                "This Idempotency-Key was already used with a different request body. Use a new key for a new payment."
+            )
+        if payment.stripe_payment_intent_id:
+            return payment, True
+        lease = timedelta(seconds=settings.PAYMENT_CREATE_LEASE_SECONDS)
+        if payment.stripe_call_started_at and now - payment.stripe_call_started_at < lease:
+            raise IdempotencyKeyInUse("A request with this Idempotency-Key is still being processed. Retry shortly.")
+        payment.stripe_call_started_at = now
+        payment.save(update_fields=["stripe_call_started_at", "updated_at"])
+        return payment, False
+
+
+def _payment_record_created(*, payment_id, intent: dict) -> Payment:
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().get(pk=payment_id)
+        payment.stripe_call_started_at = None
+        payment_record_intent(payment=payment, intent=intent, at=timezone.now())
+        return payment
+
+
+# --- Recording Stripe's state -----------------------------------------------
+
+
+def payment_record_intent(*, payment: Payment, intent: dict, at: datetime, payment_failed: bool = False) -> bool:
+    """
+    Apply a PaymentIntent (as Stripe answered or an event carried it) to `payment`
+    and save it. The caller holds the row lock. `at` is when that state was true
+    at Stripe; the model's rule decides whether it may still move the payment.
+    Answers whether the status changed.
+    """
+    if not payment.stripe_payment_intent_id:
+        payment.stripe_payment_intent_id = intent["id"]
+    if intent.get("client_secret") and not payment.client_secret:
+        payment.client_secret = intent["client_secret"]
+    error = intent.get("last_payment_error") or {}
+    status = Payment.status_from_stripe(intent["status"], payment_failed=payment_failed or bool(error))
+    changed = payment.apply_stripe_status(
+        status,
+        at=at,
+        failure_code=str(error.get("decline_code") or error.get("code") or ""),
+        failure_message=str(error.get("message") or ""),
+    )
+    payment.save()
+    return changed
+
+
+def payment_for_intent(*, intent: dict, adopt: bool = True) -> Payment | None:
+    """
+    The locked payment a PaymentIntent belongs to: by our id in its metadata,
+    then by its id. With `adopt`, a PaymentIntent the app never created becomes
+    a payment with no user. Must run inside a transaction.
+    """
+    payment_id = (intent.get("metadata") or {}).get(PAYMENT_ID_METADATA_KEY)
+    if payment_id:
+        try:
+            found = Payment.objects.select_for_update().filter(pk=uuid.UUID(str(payment_id))).first()
+        except ValueError:
+            found = None
+        if found is not None:
+            return found
+    found = Payment.objects.select_for_update().filter(stripe_payment_intent_id=intent["id"]).first()
+    if found is not None or not adopt:
+        return found
+    try:
+        with transaction.atomic():
+            return Payment.objects.create(
+                user=None,
+                stripe_payment_intent_id=intent["id"],
+                amount=int(intent["amount"]),
+                currency=str(intent["currency"]).lower(),
+                metadata={k: str(v) for k, v in (intent.get("metadata") or {}).items()},
+                description=str(intent.get("description") or "")[:1000],
+                created_at=stripe_timestamp(intent.get("created")),
+            )
+    except IntegrityError:
+        # Another delivery adopted it at the same moment.
+        return Payment.objects.select_for_update().get(stripe_payment_intent_id=intent["id"])
+
+
+# --- Canceling --------------------------------------------------------------
+
+
+def payment_cancel(*, payment: Payment) -> Payment:
+    """
+    Cancel the PaymentIntent at Stripe and here.
+
+    Locks: the payment row briefly before and after the Stripe call, never during.
+    Raises InvalidState (409) once the payment has been paid, or while its
+    creation has not finished. Safe to retry: canceling at Stripe is final, and
+    a refusal is answered by reading the PaymentIntent's real state.
+    """
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().get(pk=payment.pk)
+        if payment.status == Payment.Status.CANCELED:
+            return payment
+        if payment.status in Payment.PAID:
+            raise InvalidState(f"The payment has {payment.status} and can no longer be canceled.")
+        if not payment.stripe_payment_intent_id:
+            raise InvalidState(
+                "The payment is still being created at Stripe; retry the creation with its Idempotency-Key first."
+            )
+        intent_id = payment.stripe_payment_intent_id
+
+    try:
+        # A fresh key per attempt: an earlier refusal (say, while processing) must not be replayed.
+        intent = stripe_gateway.payment_intent_cancel(
+            intent_id, idempotency_key=f"payment-{payment.pk}-cancel-{uuid.uuid4()}"
+        )
+    except stripe_gateway.StripeRefused:
+        # Stripe would not cancel: most likely the payment moved on meanwhile.
+        intent = stripe_gateway.payment_intent_retrieve(intent_id)
+        with transaction.atomic():
+            payment = Payment.objects.select_for_update().get(pk=payment.pk)
+            payment_record_intent(payment=payment, intent=intent, at=timezone.now())
+        if payment.status != Payment.Status.CANCELED:
+            raise InvalidState(f"Stripe cannot cancel this payment: it is {payment.status}.") from None
+        return payment
+
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().get(pk=payment.pk)
+        payment_record_intent(payment=payment, intent=intent, at=timezone.now())
+    return payment

@@ -1,0 +1,233 @@
+"""
+The one module that talks to Stripe.
+
+It builds the SDK client from settings (API key, API base, timeout), requires an
+idempotency key on every write, answers plain dicts, and turns the SDK's errors
+into three exceptions the rest of the project understands:
+
+- `StripeUnavailable`: no answer (connection refused or lost, timeout). Stripe
+  may or may not have done the work; retrying with the same idempotency key is
+  the only safe move.
+- `StripeServerError`: Stripe answered 5xx or 429. Also ambiguous, also retried
+  with the same key.
+- `StripeRefused`: a definite 4xx answer (bad request, declined card, a state
+  that does not allow the call). Retrying the same request gets the same answer.
+
+Nothing else in the project imports `stripe`.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import stripe
+from django.conf import settings
+
+
+class StripeError(Exception):
+    """Base of the errors a Stripe call can end in."""
+
+    # Whether Stripe may have done the work: the caller must keep its row pending.
+    ambiguous = True
+
+    def __init__(self, message: str, *, code: str = "", http_status: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.code = code or ""
+        self.http_status = http_status
+
+
+class StripeUnavailable(StripeError):
+    """Stripe did not answer."""
+
+
+class StripeServerError(StripeError):
+    """Stripe answered with a server error or rate limit."""
+
+
+class StripeRefused(StripeError):
+    """Stripe definitely refused the request; nothing was done there."""
+
+    ambiguous = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str = "",
+        http_status: int | None = None,
+        decline_code: str = "",
+        error_type: str = "",
+        stripe_object: dict | None = None,
+    ):
+        super().__init__(message, code=code, http_status=http_status)
+        self.decline_code = decline_code or ""
+        self.error_type = error_type or ""
+        # For a declined card Stripe also returns the PaymentIntent as it now is.
+        self.stripe_object = stripe_object
+
+
+@functools.lru_cache(maxsize=8)
+def _client(api_key: str, api_base: str, timeout: float) -> stripe.StripeClient:
+    return stripe.StripeClient(
+        api_key,
+        base_addresses={"api": api_base},
+        # Our own retry commands resend with the same key; the SDK retrying a
+        # timed-out write inside a web request would only make the caller wait.
+        max_network_retries=0,
+        http_client=stripe.RequestsClient(timeout=timeout),
+    )
+
+
+def get_client() -> stripe.StripeClient:
+    if not settings.STRIPE_SECRET_KEY:
+        raise StripeRefused("Stripe is not configured: STRIPE_SECRET_KEY is empty.", code="not_configured")
+    return _client(settings.STRIPE_SECRET_KEY, settings.STRIPE_API_BASE, settings.STRIPE_TIMEOUT)
+
+
+def _as_dict(obj: Any) -> dict:
+    return obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+
+
+def _call(method, *args, idempotency_key: str | None = None, write: bool, **params) -> dict:
+    if write and not idempotency_key:
+        raise ValueError("Every write to Stripe needs an idempotency key.")
+    options = {"idempotency_key": idempotency_key} if idempotency_key else {}
+    try:
+        return _as_dict(method(*args, params=params, options=options))
+    except stripe.APIConnectionError as exc:
+        raise StripeUnavailable("Stripe could not be reached or did not answer in time.", code="unreachable") from exc
+    except (stripe.APIError, stripe.RateLimitError) as exc:
+        raise StripeServerError(
+            f"Stripe answered with an error ({exc.http_status}).",
+            code=getattr(exc, "code", "") or "",
+            http_status=exc.http_status,
+        ) from exc
+    except stripe.StripeError as exc:
+        if exc.http_status is None or exc.http_status >= 500:
+            raise StripeServerError("Stripe failed to answer the request.", http_status=exc.http_status) from exc
+        if exc.http_status == 409:
+            # Our earlier request with this key is still running at Stripe: its
+            # outcome is unknown yet, so this is no refusal.
+            raise StripeServerError(
+                "Stripe is still processing an earlier request with this key.",
+                code=getattr(exc, "code", "") or "idempotency_key_in_use",
+                http_status=409,
+            ) from exc
+        error = exc.error
+        raise StripeRefused(
+            exc.user_message or str(getattr(error, "message", "") or "Stripe refused the request."),
+            code=getattr(exc, "code", "") or "",
+            http_status=exc.http_status,
+            decline_code=getattr(error, "decline_code", "") or "",
+            error_type=getattr(error, "type", "") or "",
+            stripe_object=_as_dict(error.payment_intent) if getattr(error, "payment_intent", None) else None,
+        ) from exc
+
+
+# --- PaymentIntents ---------------------------------------------------------
+
+
+def payment_intent_create(
+    *, amount: int, currency: str, metadata: dict[str, str], idempotency_key: str, **extra: Any
+) -> dict:
+    return _call(
+        get_client().v1.payment_intents.create,
+        idempotency_key=idempotency_key,
+        write=True,
+        amount=amount,
+        currency=currency,
+        metadata=metadata,
+        **extra,
+    )
+
+
+def payment_intent_update(payment_intent_id: str, *, idempotency_key: str, **params: Any) -> dict:
+    return _call(
+        get_client().v1.payment_intents.update, payment_intent_id, idempotency_key=idempotency_key, write=True, **params
+    )
+
+
+def payment_intent_confirm(payment_intent_id: str, *, idempotency_key: str) -> dict:
+    return _call(
+        get_client().v1.payment_intents.confirm, payment_intent_id, idempotency_key=idempotency_key, write=True
+    )
+
+
+def payment_intent_cancel(payment_intent_id: str, *, idempotency_key: str) -> dict:
+    return _call(get_client().v1.payment_intents.cancel, payment_intent_id, idempotency_key=idempotency_key, write=True)
+
+
+def payment_intent_retrieve(payment_intent_id: str) -> dict:
+    return _call(get_client().v1.payment_intents.retrieve, payment_intent_id, write=False)
+
+
+# --- Refunds ----------------------------------------------------------------
+
+
+def refund_create(
+    *, payment_intent_id: str, amount: int, idempotency_key: str, metadata: dict[str, str], reason: str = ""
+) -> dict:
+    params: dict[str, Any] = {"payment_intent": payment_intent_id, "amount": amount, "metadata": metadata}
+    # localstripe refuses `reason`; real Stripe wants it (see README, "localstripe").
+    if reason and settings.STRIPE_SEND_REFUND_REASON:
+        params["reason"] = reason
+    return _call(get_client().v1.refunds.create, idempotency_key=idempotency_key, write=True, **params)
+
+
+def refund_retrieve(refund_id: str) -> dict:
+    return _call(get_client().v1.refunds.retrieve, refund_id, write=False)
+
+
+def refund_list(*, payment_intent_id: str) -> list[dict]:
+    page = _call(get_client().v1.refunds.list, write=False, payment_intent=payment_intent_id, limit=100)
+    return list(page.get("data", []))
+
+
+# --- SetupIntents (the checkout page collects a card through one) ------------
+
+
+def setup_intent_create(*, idempotency_key: str, **params: Any) -> dict:
+    return _call(get_client().v1.setup_intents.create, idempotency_key=idempotency_key, write=True, **params)
+
+
+def setup_intent_retrieve(setup_intent_id: str) -> dict:
+    return _call(get_client().v1.setup_intents.retrieve, setup_intent_id, write=False)
+
+
+# --- Webhooks ---------------------------------------------------------------
+
+
+class InvalidWebhook(Exception):
+    """The body is not a Stripe event signed with our webhook secret."""
+
+
+WEBHOOK_TOLERANCE_SECONDS = 300
+
+
+def webhook_verify(payload: bytes, signature_header: str) -> None:
+    """
+    Check `Stripe-Signature` against STRIPE_WEBHOOK_SECRET with Stripe's 300 s
+    tolerance. Makes no network call. Raises InvalidWebhook.
+    """
+    secret = settings.STRIPE_WEBHOOK_SECRET
+    if not secret:
+        raise InvalidWebhook("STRIPE_WEBHOOK_SECRET is not set: webhooks are refused until it is.")
+    if not signature_header:
+        raise InvalidWebhook("Missing Stripe-Signature header.")
+    try:
+        stripe.WebhookSignature.verify_header(
+            payload.decode("utf-8"), signature_header, secret, tolerance=WEBHOOK_TOLERANCE_SECONDS
+        )
+    except UnicodeDecodeError as exc:
+        raise InvalidWebhook("The body is not UTF-8.") from exc
+    except stripe.SignatureVerificationError as exc:
+        raise InvalidWebhook(f"Bad signature: {exc.user_message or exc}") from exc
+    except (ValueError, IndexError) as exc:
+        raise InvalidWebhook("Malformed Stripe-Signature header.") from exc
+
+
+def webhook_sign(payload: str, *, secret: str, timestamp: int) -> str:
+    """A `Stripe-Signature` header for `payload`, as Stripe makes them (tests and tools)."""
+    return stripe.WebhookSignature.generate_signature_header(payload, secret, timestamp=timestamp)

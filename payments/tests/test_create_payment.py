@@ -1,0 +1,292 @@
+"""POST /api/payments/: creation, idempotency, bad input and Stripe failures."""
+
+import threading
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from payments.models import Payment
+
+URL = "/api/payments/"
+BODY = {"amount": 2000, "currency": "usd", "description": "Order 42", "metadata": {"order": "42"}}
+
+
+def create(client, body=BODY, key="key-1"):
+    headers = {"HTTP_IDEMPOTENCY_KEY": key} if key is not None else {}
+    return client.post(URL, body, format="json", **headers)
+
+
+def intents_at_stripe(fake_stripe):
+    return fake_stripe.list("payment_intents")
+
+
+@pytest.mark.django_db
+def test_create_makes_one_payment_intent_carrying_our_id(owner_api, owner, fake_stripe):
+    """A payment is written, its PaymentIntent made, and our id travels in its metadata."""
+    response = create(owner_api)
+
+    assert response.status_code == 201
+    body = response.json()
+    payment = Payment.objects.get()
+    assert body["id"] == str(payment.id)
+    assert body["amount"] == 2000 and body["currency"] == "usd"
+    assert body["status"] == "requires_payment_method"
+    assert body["refunded_amount"] == 0
+    assert body["description"] == "Order 42" and body["metadata"] == {"order": "42"}
+    assert body["client_secret"].startswith(body["stripe_payment_intent_id"])
+    assert "Idempotent-Replayed" not in response.headers
+    assert payment.user == owner
+    [intent] = intents_at_stripe(fake_stripe)
+    assert intent["id"] == payment.stripe_payment_intent_id
+    assert intent["amount"] == 2000
+    assert intent["metadata"] == {"order": "42", "payment_id": str(payment.id)}
+
+
+@pytest.mark.django_db
+def test_same_key_same_body_replays_without_a_second_payment_intent(owner_api, fake_stripe):
+    first = create(owner_api)
+    again = create(owner_api)
+
+    assert again.status_code == first.status_code == 201
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json() == first.json()
+    assert Payment.objects.count() == 1
+    assert len(intents_at_stripe(fake_stripe)) == 1
+
+
+@pytest.mark.django_db
+def test_same_key_different_body_is_422_and_creates_nothing(owner_api, fake_stripe):
+    create(owner_api)
+    response = create(owner_api, body={**BODY, "amount": 2500})
+
+    assert response.status_code == 422
+    assert response.json()["code"] == "idempotency_key_reused"
+    assert Payment.objects.count() == 1
+    assert len(intents_at_stripe(fake_stripe)) == 1
+
+
+@pytest.mark.django_db
+def test_keys_are_per_user(owner_api, outsider_api, fake_stripe):
+    """Two users may use the same key: each gets their own payment."""
+    mine = create(owner_api)
+    theirs = create(outsider_api)
+
+    assert mine.status_code == theirs.status_code == 201
+    assert mine.json()["id"] != theirs.json()["id"]
+    assert "Idempotent-Replayed" not in theirs.headers
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "key, message",
+    [(None, "This header is required."), ("", "This header is required."), ("k" * 256, "At most 255 characters.")],
+)
+def test_missing_or_bad_idempotency_key_is_400(owner_api, fake_stripe, key, message):
+    response = create(owner_api, key=key)
+
+    assert response.status_code == 400
+    assert response.json() == {"Idempotency-Key": [message]}
+    assert not Payment.objects.exists()
+    assert intents_at_stripe(fake_stripe) == []
+
+
+@pytest.mark.django_db
+def test_longest_key_is_accepted(owner_api, fake_stripe):
+    assert create(owner_api, key="k" * 255).status_code == 201
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"amount": "2000"}, "amount"),
+        ({"amount": 20.5}, "amount"),
+        ({"amount": 2000.0}, "amount"),
+        ({"amount": True}, "amount"),
+        ({"amount": None}, "amount"),
+        ({"amount": 49}, "amount"),
+        ({"amount": -100}, "amount"),
+        ({"amount": 100_000_000}, "amount"),
+        ({"currency": "gbp", "amount": 29}, "amount"),
+        ({"currency": "jpy", "amount": 49}, "amount"),
+        ({"currency": "xyz"}, "currency"),
+        ({"currency": ""}, "currency"),
+        ({"metadata": {"order": 42}}, "metadata"),
+        ({"metadata": {"nested": {"a": "b"}}}, "metadata"),
+        ({"metadata": ["a"]}, "metadata"),
+        ({"metadata": {"payment_id": "forged"}}, "metadata"),
+        ({"description": "x" * 1001}, "description"),
+    ],
+)
+def test_bad_input_is_400_with_field_errors_and_writes_nothing(owner_api, fake_stripe, change, field):
+    response = create(owner_api, body={**BODY, **change})
+
+    assert response.status_code == 400
+    assert field in response.json()
+    assert not Payment.objects.exists()
+    assert intents_at_stripe(fake_stripe) == []
+
+
+@pytest.mark.django_db
+def test_missing_amount_is_400(owner_api, fake_stripe):
+    response = create(owner_api, body={"currency": "usd"})
+
+    assert response.status_code == 400
+    assert response.json()["amount"] == ["This field is required."]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("currency, amount", [("usd", 50), ("gbp", 30), ("jpy", 50), ("USD", 99_999_999)])
+def test_boundary_amounts_are_accepted(owner_api, fake_stripe, currency, amount):
+    response = create(owner_api, body={"amount": amount, "currency": currency})
+
+    assert response.status_code == 201
+    assert response.json()["amount"] == amount
+    assert response.json()["currency"] == currency.lower()
+
+
+@pytest.mark.django_db
+def test_anonymous_cannot_create(client, fake_stripe):
+    response = client.post(URL, BODY, content_type="application/json", HTTP_IDEMPOTENCY_KEY="k")
+
+    assert response.status_code in (401, 403)
+    assert not Payment.objects.exists()
+
+
+@pytest.mark.django_db
+def test_stripe_500_then_retry_makes_exactly_one_payment_intent(owner_api, fake_stripe):
+    """A Stripe outage answers 502; the retry with the same key resumes the same payment."""
+    fake_stripe.add_fault("error500", method="POST", path="^/v1/payment_intents$", times=1)
+
+    failed = create(owner_api)
+    assert failed.status_code == 502
+    assert "Retry" in failed.json()["detail"]
+    payment = Payment.objects.get()
+    assert payment.stripe_payment_intent_id is None
+    assert intents_at_stripe(fake_stripe) == []
+
+    retried = create(owner_api)
+    assert retried.status_code == 201
+    assert retried.json()["id"] == str(payment.id)
+    assert len(intents_at_stripe(fake_stripe)) == 1
+
+
+@pytest.mark.django_db
+def test_answer_lost_after_stripe_created_it_is_recovered_by_the_retry(owner_api, fake_stripe):
+    """Stripe makes the PaymentIntent but the answer is lost: 503, then the retry finds the same one."""
+    fake_stripe.add_fault("drop", method="POST", path="^/v1/payment_intents$", times=1)
+
+    failed = create(owner_api)
+    assert failed.status_code == 503
+    assert len(intents_at_stripe(fake_stripe)) == 1
+
+    retried = create(owner_api)
+    assert retried.status_code == 201
+    [intent] = intents_at_stripe(fake_stripe)
+    assert retried.json()["stripe_payment_intent_id"] == intent["id"]
+    assert Payment.objects.get().stripe_payment_intent_id == intent["id"]
+
+
+@pytest.mark.django_db
+def test_stripe_timeout_is_503_and_the_retry_does_not_charge_twice(owner_api, fake_stripe, settings):
+    settings.STRIPE_TIMEOUT = 0.5
+    fake_stripe.add_fault("hang", method="POST", path="^/v1/payment_intents$", times=1, seconds=1)
+
+    assert create(owner_api).status_code == 503
+
+    # The fake Stripe finishes the hung request a moment later; until then the
+    # retry may be told the key is still in use (an ambiguous 502).
+    deadline = timezone.now() + timedelta(seconds=10)
+    while (retried := create(owner_api)).status_code != 201 and timezone.now() < deadline:
+        assert retried.status_code in (502, 503)
+    assert retried.status_code == 201
+    assert len(intents_at_stripe(fake_stripe)) == 1
+
+
+@pytest.mark.django_db
+def test_a_request_still_holding_the_key_gets_409(owner_api, owner, fake_stripe):
+    Payment.objects.create(
+        user=owner,
+        idempotency_key="key-1",
+        amount=2000,
+        currency="usd",
+        request_fingerprint=_fingerprint_of(BODY),
+        stripe_call_started_at=timezone.now(),
+    )
+
+    response = create(owner_api)
+
+    assert response.status_code == 409
+    assert response.json()["code"] == "idempotency_key_in_use"
+    assert intents_at_stripe(fake_stripe) == []
+
+
+@pytest.mark.django_db
+def test_a_crashed_request_is_taken_over_once_its_lease_expires(owner_api, owner, fake_stripe, settings):
+    stale = timezone.now() - timedelta(seconds=settings.PAYMENT_CREATE_LEASE_SECONDS + 1)
+    payment = Payment.objects.create(
+        user=owner,
+        idempotency_key="key-1",
+        amount=2000,
+        currency="usd",
+        description="Order 42",
+        metadata={"order": "42"},
+        request_fingerprint=_fingerprint_of(BODY),
+        stripe_call_started_at=stale,
+    )
+
+    response = create(owner_api)
+
+    assert response.status_code == 201
+    assert response.json()["id"] == str(payment.id)
+    assert len(intents_at_stripe(fake_stripe)) == 1
+
+
+def _fingerprint_of(body):
+    from payments.services import request_fingerprint
+
+    return request_fingerprint(body)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_simultaneous_requests_with_one_key_make_one_payment(owner, fake_stripe):
+    """Real concurrency: two threads, two database connections, one key."""
+    from conftest import api_client_for
+
+    # Keep the first request at Stripe for a moment so the second surely overlaps it.
+    fake_stripe.add_fault("hang", method="POST", path="^/v1/payment_intents$", times=1, seconds=1)
+    barrier = threading.Barrier(2)
+    statuses = []
+
+    def post():
+        try:
+            client = api_client_for(owner)
+            barrier.wait()
+            statuses.append(create(client).status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=post) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(statuses) == [201, 409]
+    assert Payment.objects.count() == 1
+    assert len(intents_at_stripe(fake_stripe)) == 1
+
+
+@pytest.mark.django_db
+def test_stripe_refusal_leaves_nothing_behind(owner_api, fake_stripe, settings):
+    """A definite refusal from Stripe (here: a bad key) answers 502 and keeps no half-made payment."""
+    settings.STRIPE_SECRET_KEY = "sk_x"  # localstripe refuses keys this short
+
+    response = create(owner_api, key=str(uuid.uuid4()))
+
+    assert response.status_code == 502
+    assert "Stripe refused" in response.json()["detail"]
+    assert not Payment.objects.exists()

@@ -1,0 +1,198 @@
+"""
+Settings for paymentsite, read from the environment (and a `.env` file beside
+manage.py) with django-environ. See the configuration table in the README.
+
+No secret has a default that works in production: with DEBUG off, a missing
+DJANGO_SECRET_KEY or STRIPE_SECRET_KEY stops start-up with ImproperlyConfigured.
+"""
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env")
+
+
+def env_required(name: str, *, dev_default: str | None, debug: bool) -> str:
+    """A secret: its dev default is used only while DEBUG is on."""
+    value = env.str(name, default="")
+    if value:
+        return value
+    if debug and dev_default is not None:
+        return dev_default
+    raise ImproperlyConfigured(
+        f"{name} is not set. Set it in the environment or in .env "
+        "(a development default is only used when DEBUG is on)."
+    )
+
+
+def env_stripe_key(name: str, prefixes: tuple[str, ...], *, required: bool) -> str:
+    value = env.str(name, default="")
+    if value and not value.startswith(prefixes):
+        # Never echo the value: it may be a secret pasted into the wrong variable.
+        raise ImproperlyConfigured(f"{name} must start with one of {', '.join(prefixes)}.")
+    if required and not value:
+        raise ImproperlyConfigured(f"{name} is not set: paymentsite cannot talk to Stripe without it.")
+    return value
+
+
+DEBUG = env.bool("DEBUG", default=False)
+
+SECRET_KEY = env_required(
+    "DJANGO_SECRET_KEY",
+    dev_default="django-insecure-development-only-key-never-use-in-production",
+    debug=DEBUG,
+)
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "payments",
+    "refunds",
+    "webhooks",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    # Serves the admin's and the API docs' static files from the app itself: no CDN, no extra server.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "paymentsite.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "paymentsite.wsgi.application"
+
+DATABASES = {"default": env.db("DATABASE_URL", default="postgres:///paymentsite")}
+DATABASES["default"]["ENGINE"] = "django.db.backends.postgresql"
+DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0))
+DATABASES["default"].setdefault("OPTIONS", {})
+# A request that waits on a row lock longer than this fails instead of piling up.
+DATABASES["default"]["OPTIONS"].setdefault("options", f"-c lock_timeout={env.int('DB_LOCK_TIMEOUT_MS', default=10000)}")
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+# Without collectstatic (development, tests) whitenoise finds files where the apps keep them.
+WHITENOISE_USE_FINDERS = True
+
+LOGIN_URL = "/admin/login/"
+
+# Security headers that `check --deploy` asks for; the HTTPS ones only make sense
+# behind TLS, so they follow one switch that production turns on.
+SECURE_SSL = env.bool("SECURE_SSL", default=False)
+SESSION_COOKIE_SECURE = SECURE_SSL
+CSRF_COOKIE_SECURE = SECURE_SSL
+SECURE_SSL_REDIRECT = SECURE_SSL
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000 if SECURE_SSL else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_SSL
+SECURE_HSTS_PRELOAD = SECURE_SSL
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if SECURE_SSL else None
+X_FRAME_OPTIONS = "DENY"
+
+# --- Stripe -----------------------------------------------------------------
+
+STRIPE_SECRET_KEY = env_stripe_key("STRIPE_SECRET_KEY", ("sk_test_", "sk_live_", "rk_"), required=not DEBUG)
+STRIPE_PUBLISHABLE_KEY = env_stripe_key("STRIPE_PUBLISHABLE_KEY", ("pk_",), required=False)
+# Without it every webhook is refused (400): an unverifiable event is never applied.
+STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
+STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="https://api.stripe.com")
+STRIPE_JS_URL = env.str("STRIPE_JS_URL", default="https://js.stripe.com/v3/")
+# Seconds before a Stripe call counts as ambiguous (the write may or may not have happened).
+STRIPE_TIMEOUT = env.float("STRIPE_TIMEOUT", default=20.0)
+# localstripe refuses a refund's `reason`; real Stripe records it.
+STRIPE_SEND_REFUND_REASON = env.bool("STRIPE_SEND_REFUND_REASON", default=True)
+# How long a payment creation may hold its idempotency key before a retry may take over.
+PAYMENT_CREATE_LEASE_SECONDS = env.int("PAYMENT_CREATE_LEASE_SECONDS", default=60)
+
+# --- REST framework ---------------------------------------------------------
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "paymentsite.api.exception_handler",
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "paymentsite API",
+    "DESCRIPTION": "Payments and refunds over Stripe. Money is an integer in the currency's minor unit.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+# --- Logging ----------------------------------------------------------------
+# Request bodies and headers are never logged: they carry client secrets and keys.
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {
+        # The SDK logs request details at debug level; keep it quiet.
+        "stripe": {"level": "WARNING"},
+    },
+}
