@@ -17,7 +17,7 @@ run: setup env database
 	  $(PY) manage.py runserver 127.0.0.1:$(PORT)
 
 ## test: the whole test suite against PostgreSQL and a local Stripe (what CI runs)
-test: setup postgres
+test: setup postgres chromium
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/pytest

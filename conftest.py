@@ -1,7 +1,11 @@
 """
 Fixtures shared by every app's tests: the local Stripe (one real process per
-test session) and the three recurring users: an owner, an outsider and staff.
+test session), the three recurring users (an owner, an outsider and staff),
+and the real browser (Debian's Chromium driven by Playwright).
 """
+
+import os
+from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Permission
@@ -66,3 +70,50 @@ def outsider_api(outsider):
 @pytest.fixture
 def staff_api(staff):
     return api_client_for(staff)
+
+
+# --- The real browser ---------------------------------------------------------
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parent / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    """Playwright's own browser download does not work here: drive Debian's Chromium (`make chromium`)."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing: `make chromium` installs it")
+    return {
+        **browser_type_launch_args,
+        "executable_path": str(CHROMIUM),
+        "args": [
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+        ],
+    }
+
+
+def pytest_runtest_setup(item):
+    # Playwright's sync API runs an event loop in the test's thread for the rest of
+    # the session; Django refuses ORM calls there (creating and, at the end,
+    # destroying the test database included) unless told this single-threaded use
+    # is safe. So from the first browser test on, it is told.
+    if item.get_closest_marker("browser"):
+        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+
+
+@pytest.fixture
+def screenshot(page):
+    """`screenshot("name")` saves the page as test-artifacts/<name>.png, to look at after the run."""
+    ARTIFACTS.mkdir(exist_ok=True)
+
+    def take(name: str) -> Path:
+        path = ARTIFACTS / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        return path
+
+    return take

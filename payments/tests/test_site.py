@@ -19,6 +19,18 @@ def test_home_page_links_to_the_back_office_and_the_api_docs(client):
     assert b'href="/api/docs/"' in response.content
 
 
+@pytest.mark.browser
+def test_home_page_renders_in_a_real_browser(live_server, page, screenshot):
+    """Chromium loads the home page and follows its link to the API docs."""
+    page.goto(live_server.url + "/")
+    assert page.locator("h1").inner_text() == "paymentsite"
+
+    page.click("text=API documentation")
+    page.wait_for_selector(".swagger-ui", timeout=10_000)
+    screenshot("api-docs")
+    assert "/api/docs/" in page.url
+
+
 @pytest.mark.django_db
 def test_healthz_is_200_when_the_database_answers(client):
     response = client.get("/healthz")
