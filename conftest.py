@@ -32,6 +32,20 @@ def fake_stripe(fake_stripe_server, settings):
 
 
 @pytest.fixture
+def stripe_webhooks(fake_stripe, live_server, settings):
+    """
+    The local Stripe, sending its own signed webhooks to this test's live server
+    (`/webhooks/stripe/`, signed with STRIPE_WEBHOOK_SECRET) until the test ends.
+    """
+    url = live_server.url + "/webhooks/stripe/"
+    fake_stripe.register_webhook(url, settings.STRIPE_WEBHOOK_SECRET)
+    yield fake_stripe
+    # localstripe cannot forget a registration; one limited to no event type stops
+    # the deliveries still queued (sent ~1 s late) from reaching the next test.
+    fake_stripe.register_webhook(url, settings.STRIPE_WEBHOOK_SECRET, events=[])
+
+
+@pytest.fixture
 def owner(db):
     return UserFactory(username="alice", email="alice@example.com")
 
