@@ -277,7 +277,6 @@ def payment_setup_intent_create(*, payment: Payment) -> dict:
     several; a retry after a lost answer leaves at worst an unused SetupIntent
     behind, never a charge.
     """
-    payment = Payment.objects.get(pk=payment.pk)
     _intent_taking_a_card(payment)
     return stripe_gateway.setup_intent_create(
         idempotency_key=f"payment-{payment.pk}-setup-{uuid.uuid4()}",

@@ -129,8 +129,6 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = True
 
 LOGIN_URL = "/accounts/login/"
-LOGIN_REDIRECT_URL = "/checkout/"
-LOGOUT_REDIRECT_URL = "/"
 
 # Security headers that `check --deploy` asks for; the HTTPS ones only make sense
 # behind TLS, so they follow one switch that production turns on.

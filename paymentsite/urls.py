@@ -19,6 +19,6 @@ urlpatterns = [
     path("api/", include(checkout.api_urlpatterns)),
     path("checkout/", include(checkout.urlpatterns)),
     # Customers sign in here: the admin's login refuses anyone who is not staff.
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
-    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/login/", auth_views.LoginView.as_view(next_page="/checkout/"), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(next_page="/"), name="logout"),
 ]

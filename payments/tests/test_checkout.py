@@ -378,3 +378,14 @@ def test_a_wrong_password_is_refused_on_the_sign_in_page(client):
 
 def test_home_page_links_to_the_checkout(client):
     assert b'href="/checkout/"' in client.get("/").content
+
+
+@pytest.mark.django_db
+def test_sign_out_from_the_checkout_goes_home(client, owner):
+    client.force_login(owner)
+
+    response = client.post("/accounts/logout/")
+
+    assert response.status_code == 302
+    assert response["Location"] == "/"
+    assert client.get("/checkout/").status_code == 302
