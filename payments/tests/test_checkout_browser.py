@@ -177,3 +177,16 @@ def test_paying_again_after_a_reload_pays_the_same_order_once(page, checkout_sit
     expect(page.locator("#order")).to_have_attribute("data-status", "succeeded")
     assert Payment.objects.filter(user=customer).count() == 1
     assert len(fake_stripe.list("payment_intents")) == 1
+
+
+def test_an_amount_below_stripes_minimum_is_refused_before_any_payment(page, checkout_site, customer, fake_stripe):
+    """Our API's 400 is shown as it is, and nothing exists here or at Stripe."""
+    sign_in(page, checkout_site, customer)
+    page.check("text=Another amount")
+    page.fill("#amount", "0.10")
+
+    pay_with(page, PAYS)
+
+    expect(page.locator("#message")).to_contain_text("At least 50 ($0.50) for usd.")
+    assert not Payment.objects.exists()
+    assert fake_stripe.list("payment_intents") == []
