@@ -296,8 +296,9 @@ def payment_confirm(*, payment: Payment, payment_method: str) -> Payment:
     Safe to retry: both Stripe calls carry keys derived from the payment and the
     payment method, so a double submit, or a retry after a lost answer, gets
     Stripe's first answer again and never charges twice; another card is
-    another request. Any other refusal by Stripe is raised after the
-    PaymentIntent's real state has been recorded.
+    another request: if an earlier confirmation went through unseen, Stripe
+    refuses it and the answer is the payment as paid. Any other refusal by
+    Stripe is raised after the PaymentIntent's real state has been recorded.
     """
     with transaction.atomic():
         payment = Payment.objects.select_for_update().get(pk=payment.pk)
@@ -315,9 +316,10 @@ def payment_confirm(*, payment: Payment, payment_method: str) -> Payment:
         # A declined card: Stripe sends the PaymentIntent with the error (localstripe does not: read it).
         intent = exc.stripe_object or stripe_gateway.payment_intent_retrieve(intent_id)
         payment = _payment_record_answer(payment_id=payment.pk, intent=intent)
-        if payment.status != Payment.Status.FAILED:
-            raise
-        return payment
+        # Declined, or already paid by an earlier confirmation whose answer was lost: that is the answer.
+        if payment.status == Payment.Status.FAILED or payment.status in Payment.PAID:
+            return payment
+        raise
     return _payment_record_answer(payment_id=payment.pk, intent=intent)
 
 

@@ -177,6 +177,24 @@ def test_a_confirm_whose_answer_was_lost_is_retried_without_a_second_charge(owne
 
 
 @pytest.mark.django_db
+def test_another_card_after_a_lost_answer_finds_the_payment_paid_and_charges_once(owner_api, fake_stripe):
+    """
+    The customer saw an error and tried another card, but the first confirmation had
+    gone through: Stripe refuses the second, and the answer is the payment, paid once.
+    """
+    payment = create_payment(owner_api)
+    first_card = card_payment_method(owner_api, payment, fake_stripe, PAYS)
+    fake_stripe.add_fault("drop", path=r"/confirm$", times=1)
+    assert confirm(owner_api, payment, first_card).status_code == 503
+
+    response = confirm(owner_api, payment, card_payment_method(owner_api, payment, fake_stripe, PAYS))
+
+    assert response.status_code == 200
+    assert response.json()["status"] == "succeeded"
+    assert len(charges_of(fake_stripe, payment)) == 1
+
+
+@pytest.mark.django_db
 def test_confirm_of_a_paid_payment_is_409_and_charges_nothing(owner_api, fake_stripe):
     """A double click after the payment went through is refused before Stripe is called."""
     payment = create_payment(owner_api)
