@@ -14,7 +14,11 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env")
+# The development .env that `make run` writes (DEBUG on). ENV_FILE names another
+# file, or none when empty: the tests set it empty so no developer's file changes them.
+ENV_FILE = env.str("ENV_FILE", default=str(BASE_DIR / ".env"))
+if ENV_FILE:
+    environ.Env.read_env(ENV_FILE)
 
 
 def env_required(name: str, *, dev_default: str | None, debug: bool) -> str:
