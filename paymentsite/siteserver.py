@@ -30,6 +30,33 @@ TEST_WEBHOOK_SECRET = "whsec_paymentsite_tests"
 TEST_STRIPE_KEY = "sk_test_paymentsite_tests"
 
 
+def site_environment(
+    *,
+    database_name: str,
+    stripe_api_base: str,
+    webhook_secret: str = TEST_WEBHOOK_SECRET,
+    settings_module: str = "paymentsite.settings",
+    extra_env: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """The environment of a site process (server or manage.py) on `database_name` and the local Stripe."""
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": settings_module,
+        "ENV_FILE": "",
+        "DEBUG": "false",
+        "ALLOWED_HOSTS": f"{DEFAULT_HOST},localhost",
+        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{database_name}",
+        "DJANGO_SECRET_KEY": "siteserver-not-a-production-key",
+        "STRIPE_SECRET_KEY": TEST_STRIPE_KEY,
+        "STRIPE_WEBHOOK_SECRET": webhook_secret,
+        "STRIPE_API_BASE": stripe_api_base,
+        "STRIPE_SEND_REFUND_REASON": "false",
+        "STRIPE_TIMEOUT": "3",
+        "PYTHONUNBUFFERED": "1",
+        **(extra_env or {}),
+    }
+
+
 class SiteServerError(RuntimeError):
     """The server did not start."""
 
@@ -58,22 +85,13 @@ class SiteServer:
         """Start gunicorn on a free port of 127.0.0.1 and wait until /healthz answers 200."""
         port = free_port()
         log_dir = Path(tempfile.mkdtemp(prefix="siteserver-"))
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": settings_module,
-            "ENV_FILE": "",
-            "DEBUG": "false",
-            "ALLOWED_HOSTS": f"{DEFAULT_HOST},localhost",
-            "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{database_name}",
-            "DJANGO_SECRET_KEY": "siteserver-not-a-production-key",
-            "STRIPE_SECRET_KEY": TEST_STRIPE_KEY,
-            "STRIPE_WEBHOOK_SECRET": webhook_secret,
-            "STRIPE_API_BASE": stripe_api_base,
-            "STRIPE_SEND_REFUND_REASON": "false",
-            "STRIPE_TIMEOUT": "3",
-            "PYTHONUNBUFFERED": "1",
-            **(extra_env or {}),
-        }
+        env = site_environment(
+            database_name=database_name,
+            stripe_api_base=stripe_api_base,
+            webhook_secret=webhook_secret,
+            settings_module=settings_module,
+            extra_env=extra_env,
+        )
         command = [
             sys.executable,
             "-m",
