@@ -156,6 +156,8 @@ STRIPE_TIMEOUT = env.float("STRIPE_TIMEOUT", default=20.0)
 STRIPE_SEND_REFUND_REASON = env.bool("STRIPE_SEND_REFUND_REASON", default=True)
 # How long a payment creation may hold its idempotency key before a retry may take over.
 PAYMENT_CREATE_LEASE_SECONDS = env.int("PAYMENT_CREATE_LEASE_SECONDS", default=60)
+# The same for a refund being sent to Stripe (409 for a concurrent request with its key).
+REFUND_CREATE_LEASE_SECONDS = env.int("REFUND_CREATE_LEASE_SECONDS", default=60)
 
 # --- REST framework ---------------------------------------------------------
 
