@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from payments.models import Dispute, Payment
 from refunds.models import Refund
-from refunds.services import refund_reserve
+from refunds.services import refund_record_stripe_refund, refund_reserve
 from refunds.tests.invariants import assert_refund_invariants
 
 
@@ -160,3 +160,21 @@ def test_a_fully_refunded_payment_is_409(staff_api, paid_payment, fake_stripe):
     assert response.json()["code"] == "not_refundable"
     assert len(fake_stripe.list("refunds")) == 1
     assert_refund_invariants(payment, at_stripe=fake_stripe)
+
+
+@pytest.mark.django_db
+def test_a_refund_that_fails_later_takes_its_amount_back(staff_api, paid_payment, fake_stripe):
+    """Stripe's later news (a webhook) that a succeeded refund failed moves the payment back."""
+    payment = paid_payment(amount=9000)
+    for n in range(3):
+        refund(staff_api, payment, {"amount": 3000}, key=f"part-{n}")
+    assert_refund_invariants(payment)
+    assert payment.status == Payment.Status.REFUNDED
+    [made, *_] = fake_stripe.list("refunds")
+
+    refund_record_stripe_refund(stripe_refund={**made, "status": "failed", "failure_reason": "lost_or_stolen_card"})
+
+    assert_refund_invariants(payment)
+    assert payment.refunded_amount == 6000
+    assert payment.status == Payment.Status.PARTIALLY_REFUNDED
+    assert refund(staff_api, payment, key="rest").json()["amount"] == 3000
