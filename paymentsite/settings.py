@@ -182,6 +182,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Payments and refunds both have a `status`: name each enum after its model.
+    "ENUM_NAME_OVERRIDES": {
+        "PaymentStatusEnum": "payments.models.Payment.Status",
+        "RefundStatusEnum": "refunds.models.Refund.Status",
+    },
 }
 
 # --- Logging ----------------------------------------------------------------

@@ -5,7 +5,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from conftest import api_client_for
 from payments.models import Dispute, Payment
+from payments.tests.factories import UserFactory
 from refunds.models import Refund
 from refunds.services import refund_record_stripe_refund, refund_reserve
 from refunds.tests.invariants import assert_refund_invariants
@@ -93,6 +95,21 @@ def test_same_key_other_body_is_422_and_refunds_nothing_more(staff_api, paid_pay
     assert response.json()["code"] == "idempotency_key_reused"
     assert Refund.objects.count() == 1
     assert len(fake_stripe.list("refunds")) == 1
+    assert_refund_invariants(payment, at_stripe=fake_stripe)
+
+
+@pytest.mark.django_db
+def test_same_key_by_another_staff_user_is_422(staff_api, staff, paid_payment, fake_stripe):
+    """A key names one person's request: a colleague reusing it does not get their refund replayed."""
+    payment = paid_payment()
+    refund(staff_api, payment, {"amount": 1000})
+    colleague = UserFactory(username="casey", is_staff=True)
+    colleague.user_permissions.set(staff.user_permissions.all())
+
+    response = refund(api_client_for(colleague), payment, {"amount": 1000})
+
+    assert response.status_code == 422
+    assert Refund.objects.count() == 1
     assert_refund_invariants(payment, at_stripe=fake_stripe)
 
 
