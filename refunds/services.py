@@ -15,7 +15,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import Q, Sum
 from django.utils import timezone
 
 from payments import stripe_gateway
@@ -249,8 +249,17 @@ def refund_retry(*, refund: Refund) -> Refund:
 
 
 def refunds_awaiting_stripe():
-    """Refunds set aside here that Stripe never answered for, oldest first."""
-    return Refund.objects.filter(status=Refund.Status.PENDING, stripe_refund_id__isnull=True).order_by("created_at")
+    """
+    Refunds set aside here that Stripe never answered for, oldest first; those a
+    request is sending right now (their lease is live) are left to it. A lease
+    outlives a crashed request only by REFUND_CREATE_LEASE_SECONDS.
+    """
+    lease_expired = timezone.now() - timedelta(seconds=settings.REFUND_CREATE_LEASE_SECONDS)
+    return (
+        Refund.objects.filter(status=Refund.Status.PENDING, stripe_refund_id__isnull=True)
+        .filter(Q(stripe_call_started_at__isnull=True) | Q(stripe_call_started_at__lt=lease_expired))
+        .order_by("created_at")
+    )
 
 
 # --- Recording Stripe's state -----------------------------------------------

@@ -4,14 +4,16 @@ never lost, never made twice, and `retry_refunds` finishes what was left pending
 """
 
 import io
+from datetime import timedelta
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 
 from payments import stripe_gateway
 from payments.models import Payment
 from refunds.models import Refund
-from refunds.services import refund_reserve
+from refunds.services import refund_record_stripe_refund, refund_reserve
 from refunds.tests.invariants import assert_refund_invariants
 
 REFUNDS_AT_STRIPE = "^/v1/refunds$"
@@ -19,6 +21,11 @@ REFUNDS_AT_STRIPE = "^/v1/refunds$"
 
 def refund(client, payment, body=None, key="refund-1"):
     return client.post(f"/api/payments/{payment.id}/refunds/", body or {}, format="json", HTTP_IDEMPOTENCY_KEY=key)
+
+
+def expire_lease(refund):
+    """What time does to a request that died holding its refund's lease."""
+    Refund.objects.filter(pk=refund.pk).update(stripe_call_started_at=timezone.now() - timedelta(minutes=5))
 
 
 def retry_refunds() -> str:
@@ -100,11 +107,12 @@ def test_answer_lost_then_the_client_retries_with_its_key_gets_the_same_refund(s
 
 @pytest.mark.django_db
 def test_process_dies_after_reserving_and_retry_refunds_finishes_the_job(staff, paid_payment, fake_stripe):
-    """Step (a) committed, then nothing: the pending refund is sent by retry_refunds, once."""
+    """Step (a) committed, then nothing: once its lease has expired, retry_refunds sends it, once."""
     payment = paid_payment(amount=10_000)
     reserved, _ = refund_reserve(payment=payment, amount=2500, created_by=staff, idempotency_key="crashed")
     assert fake_stripe.list("refunds") == []
     assert_refund_invariants(payment)
+    expire_lease(reserved)
 
     retry_refunds()
     retry_refunds()
@@ -123,6 +131,7 @@ def test_a_refund_stripe_made_under_a_forgotten_key_is_found_not_repeated(staff,
     """Stripe forgets idempotency keys after 24 hours: retry_refunds first looks for our id at Stripe."""
     payment = paid_payment(amount=10_000)
     reserved, _ = refund_reserve(payment=payment, amount=2500, created_by=staff, idempotency_key="old")
+    expire_lease(reserved)
     stripe_gateway.refund_create(
         payment_intent_id=payment.stripe_payment_intent_id,
         amount=2500,
@@ -142,6 +151,7 @@ def test_a_refund_stripe_made_under_a_forgotten_key_is_found_not_repeated(staff,
 def test_retry_refunds_keeps_a_refund_pending_while_stripe_still_fails(staff, paid_payment, fake_stripe):
     payment = paid_payment(amount=10_000)
     reserved, _ = refund_reserve(payment=payment, amount=2500, created_by=staff, idempotency_key="k")
+    expire_lease(reserved)
     fake_stripe.add_fault("error500", method="POST", path=REFUNDS_AT_STRIPE)
 
     with pytest.raises(CommandError, match="1 refund"):
@@ -183,3 +193,44 @@ def test_a_definite_refusal_fails_the_refund_and_frees_its_amount(staff_api, own
     assert refund(staff_api, payment, {"amount": 5000}, key="new").json()["code"] == "refund_refused"
     assert "0 refund(s) awaiting Stripe" in retry_refunds()
     assert_refund_invariants(payment)
+
+
+@pytest.mark.django_db
+def test_retry_refunds_leaves_a_refund_being_sent_right_now_to_its_request(staff, paid_payment, fake_stripe):
+    payment = paid_payment(amount=10_000)
+    reserved, _ = refund_reserve(payment=payment, amount=2500, created_by=staff, idempotency_key="in-flight")
+
+    assert "0 refund(s) awaiting Stripe" in retry_refunds()
+
+    reserved.refresh_from_db()
+    assert reserved.status == Refund.Status.PENDING and reserved.stripe_call_started_at is not None
+    assert fake_stripe.list("refunds") == []
+    assert_refund_invariants(payment)
+
+
+@pytest.mark.django_db
+def test_a_refund_that_cannot_be_recorded_does_not_keep_the_others_waiting(staff, paid_payment, fake_stripe):
+    """
+    The local Stripe accepts over-refunds where Stripe refuses them: after a
+    dashboard refund took most of the charge, ours cannot be recorded (the
+    refunded amount would pass the charge). It is reported and the next is done.
+    """
+    stuck_payment = paid_payment(amount=10_000)
+    stuck, _ = refund_reserve(payment=stuck_payment, amount=5000, created_by=staff, idempotency_key="stuck")
+    dashboard = stripe_gateway.refund_create(
+        payment_intent_id=stuck_payment.stripe_payment_intent_id, amount=8000, idempotency_key="dash", metadata={}
+    )
+    refund_record_stripe_refund(stripe_refund=dashboard)
+    payment = paid_payment(amount=10_000)
+    waiting, _ = refund_reserve(payment=payment, amount=2500, created_by=staff, idempotency_key="waiting")
+    expire_lease(stuck)
+    expire_lease(waiting)
+
+    with pytest.raises(CommandError, match="1 refund"):
+        retry_refunds()
+
+    stuck.refresh_from_db()
+    assert stuck.status == Refund.Status.PENDING and stuck.stripe_refund_id is None
+    waiting.refresh_from_db()
+    assert waiting.status == Refund.Status.SUCCEEDED
+    assert_refund_invariants(payment, at_stripe=fake_stripe)

@@ -1,8 +1,12 @@
+import logging
+
 from django.core.management.base import BaseCommand, CommandError
 
 from payments import stripe_gateway
 from payments.exceptions import RefundRefused
 from refunds.services import refund_retry, refunds_awaiting_stripe
+
+logger = logging.getLogger(__name__)
 
 
 class Command(BaseCommand):
@@ -25,6 +29,12 @@ class Command(BaseCommand):
                 counts["unanswered"] += 1
                 self.stdout.write(f"refund {refund.id}: still no answer from Stripe ({exc.message})")
                 continue
+            except Exception:
+                # One refund that cannot be recorded must not keep the others waiting.
+                logger.exception("retry_refunds: refund %s could not be recorded", refund.id)
+                counts["unanswered"] += 1
+                self.stdout.write(f"refund {refund.id}: could not be recorded (see the log)")
+                continue
             counts["recorded"] += 1
             self.stdout.write(f"refund {refund.id}: {refund.status} ({refund.stripe_refund_id})")
 
@@ -34,4 +44,4 @@ class Command(BaseCommand):
             f"{counts['refused']} refused by Stripe (now failed), {counts['unanswered']} still unanswered."
         )
         if counts["unanswered"]:
-            raise CommandError(f"{counts['unanswered']} refund(s) still have no answer from Stripe: run again later.")
+            raise CommandError(f"{counts['unanswered']} refund(s) are still not recorded: run again later.")
