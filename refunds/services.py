@@ -21,6 +21,7 @@ from django.utils import timezone
 from payments import stripe_gateway
 from payments.currencies import format_amount
 from payments.exceptions import (
+    DomainError,
     IdempotencyKeyInUse,
     IdempotencyKeyReused,
     NotRefundable,
@@ -33,6 +34,8 @@ from refunds.models import Refund
 
 # Our Refund.id travels to Stripe under this metadata key.
 REFUND_ID_METADATA_KEY = "refund_id"
+# The dispute status after which Stripe has taken the money back for good.
+DISPUTE_LOST = "lost"
 
 
 def stripe_id_of(value) -> str | None:
@@ -40,10 +43,6 @@ def stripe_id_of(value) -> str | None:
     if isinstance(value, dict):
         value = value.get("id")
     return str(value) if value else None
-
-
-# The dispute status after which Stripe has taken the money back for good.
-DISPUTE_LOST = "lost"
 
 
 # --- Issuing a refund -------------------------------------------------------
@@ -124,6 +123,8 @@ def refund_reserve(
 
         if amount is not None and amount <= 0:
             raise RefundAmountInvalid("The amount must be a positive number of minor units.")
+        if reason not in ("", *Refund.Reason.values):
+            raise DomainError(f"Unknown reason {reason!r}: one of {', '.join(Refund.Reason.values)}, or blank.")
         if payment.status not in Payment.REFUNDABLE:
             raise NotRefundable(f"A payment that is {payment.status} cannot be refunded.")
         if payment.disputes.filter(status=DISPUTE_LOST).exists():
