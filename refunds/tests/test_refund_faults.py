@@ -234,3 +234,28 @@ def test_a_refund_that_cannot_be_recorded_does_not_keep_the_others_waiting(staff
     waiting.refresh_from_db()
     assert waiting.status == Refund.Status.SUCCEEDED
     assert_refund_invariants(payment, at_stripe=fake_stripe)
+
+
+@pytest.mark.django_db
+def test_a_stripe_timeout_leaves_the_refund_pending_and_it_is_made_once(staff_api, paid_payment, fake_stripe, settings):
+    payment = paid_payment(amount=10_000)
+    settings.STRIPE_TIMEOUT = 0.5
+    fake_stripe.add_fault("hang", method="POST", path=REFUNDS_AT_STRIPE, times=1, seconds=1)
+
+    response = refund(staff_api, payment, {"amount": 4000})
+
+    assert response.status_code == 503
+    assert Refund.objects.get().status == Refund.Status.PENDING
+    assert_refund_invariants(payment)
+
+    # The hung request finishes at the local Stripe a moment later; until then
+    # the same key is still in use there and the refund stays unanswered.
+    deadline = timezone.now() + timedelta(seconds=10)
+    while Refund.objects.get().stripe_refund_id is None and timezone.now() < deadline:
+        try:
+            retry_refunds()
+        except CommandError:
+            pass
+    assert Refund.objects.get().status == Refund.Status.SUCCEEDED
+    assert len(fake_stripe.list("refunds")) == 1
+    assert_refund_invariants(payment, at_stripe=fake_stripe)
