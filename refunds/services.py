@@ -36,6 +36,8 @@ from refunds.models import Refund
 REFUND_ID_METADATA_KEY = "refund_id"
 # The dispute status after which Stripe has taken the money back for good.
 DISPUTE_LOST = "lost"
+# Stripe keeps idempotency keys for 24 hours; an hour's margin for slow calls and clocks.
+STRIPE_IDEMPOTENCY_KEY_LIFETIME = timedelta(hours=23)
 
 
 def stripe_id_of(value) -> str | None:
@@ -189,8 +191,17 @@ def refund_submit(*, refund: Refund) -> Refund:
     - No definite answer: the refund stays pending and the gateway's error is
       raised. Sending it again is always safe: the same key gets Stripe's
       first answer instead of a second refund.
+
+    Stripe forgets an idempotency key after 24 hours, so a refund older than
+    that is first looked for at Stripe by our id in its metadata, and recorded
+    if Stripe made it.
     """
     payment = refund.payment
+    if timezone.now() - refund.created_at > STRIPE_IDEMPOTENCY_KEY_LIFETIME:
+        made = stripe_gateway.refund_list(payment_intent_id=payment.stripe_payment_intent_id)
+        for stripe_refund in made:
+            if (stripe_refund.get("metadata") or {}).get(REFUND_ID_METADATA_KEY) == str(refund.id):
+                return refund_record_stripe_refund(stripe_refund=stripe_refund)
     try:
         answer = stripe_gateway.refund_create(
             payment_intent_id=payment.stripe_payment_intent_id,
@@ -231,21 +242,14 @@ def _refused(refund: Refund) -> RefundRefused:
 def refund_retry(*, refund: Refund) -> Refund:
     """
     Finish a refund left pending without Stripe's answer (a timeout, a 5xx, a
-    process that died after `refund_reserve`). Used by `retry_refunds`.
-
-    Looks for it at Stripe first, by our id in the refunds' metadata: Stripe
-    forgets idempotency keys after 24 hours, so only finding it makes an old
-    refund safe to send again. If Stripe has it, it is recorded; otherwise it is
-    sent again with its original idempotency key. Raises like `refund_submit`.
-    Makes no change to a refund that is no longer pending without a Stripe id.
+    process that died after `refund_reserve`) by sending it again with its
+    original idempotency key (see `refund_submit`). Used by `retry_refunds`.
+    Raises like `refund_submit`; changes nothing on a refund that is no longer
+    pending without a Stripe id.
     """
     refund = Refund.objects.select_related("payment").get(pk=refund.pk)
     if refund.stripe_refund_id or refund.status != Refund.Status.PENDING:
         return refund
-    made = stripe_gateway.refund_list(payment_intent_id=refund.payment.stripe_payment_intent_id)
-    for stripe_refund in made:
-        if (stripe_refund.get("metadata") or {}).get(REFUND_ID_METADATA_KEY) == str(refund.id):
-            return refund_record_stripe_refund(stripe_refund=stripe_refund)
     return refund_submit(refund=refund)
 
 

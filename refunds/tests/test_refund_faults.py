@@ -128,9 +128,10 @@ def test_process_dies_after_reserving_and_retry_refunds_finishes_the_job(staff, 
 
 @pytest.mark.django_db
 def test_a_refund_stripe_made_under_a_forgotten_key_is_found_not_repeated(staff, paid_payment, fake_stripe):
-    """Stripe forgets idempotency keys after 24 hours: retry_refunds first looks for our id at Stripe."""
+    """Stripe forgets idempotency keys after 24 hours: an older refund is first looked for by our id at Stripe."""
     payment = paid_payment(amount=10_000)
     reserved, _ = refund_reserve(payment=payment, amount=2500, created_by=staff, idempotency_key="old")
+    Refund.objects.filter(pk=reserved.pk).update(created_at=timezone.now() - timedelta(hours=25))
     expire_lease(reserved)
     stripe_gateway.refund_create(
         payment_intent_id=payment.stripe_payment_intent_id,
