@@ -93,7 +93,8 @@ ERROR_DESCRIPTIONS = {
 def document_errors(result, generator, request, public):
     """
     drf-spectacular postprocessing hook: every operation documents the error
-    answers `exception_handler` can give it, with one shared Error schema.
+    answers `exception_handler` can give it, with one shared Error schema (a
+    view's own description of an error answer is kept).
     """
     result.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
     for path, operations in result.get("paths", {}).items():
@@ -108,13 +109,11 @@ def document_errors(result, generator, request, public):
                     codes.append("422")
             responses = operation.setdefault("responses", {})
             for code in codes:
-                responses.setdefault(
-                    code,
-                    {
-                        "description": ERROR_DESCRIPTIONS[code],
-                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-                    },
-                )
+                responses.setdefault(code, {"description": ERROR_DESCRIPTIONS[code]})
+            for code, response in responses.items():
+                # A view may describe an error answer in its own words; its body is still an Error.
+                if code[0] in "45" and "content" not in response:
+                    response["content"] = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
     return result
 
 

@@ -160,6 +160,8 @@ STRIPE_TIMEOUT = env.float("STRIPE_TIMEOUT", default=20.0)
 STRIPE_SEND_REFUND_REASON = env.bool("STRIPE_SEND_REFUND_REASON", default=True)
 # How long a payment creation may hold its idempotency key before a retry may take over.
 PAYMENT_CREATE_LEASE_SECONDS = env.int("PAYMENT_CREATE_LEASE_SECONDS", default=60)
+# The same for a refund being sent to Stripe (409 for a concurrent request with its key).
+REFUND_CREATE_LEASE_SECONDS = env.int("REFUND_CREATE_LEASE_SECONDS", default=60)
 
 # --- REST framework ---------------------------------------------------------
 
@@ -190,6 +192,11 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
         "paymentsite.api.document_errors",
     ],
+    # Payments and refunds both have a `status`: name each enum after its model.
+    "ENUM_NAME_OVERRIDES": {
+        "PaymentStatusEnum": "payments.models.Payment.Status",
+        "RefundStatusEnum": "refunds.models.Refund.Status",
+    },
 }
 
 # --- Logging ----------------------------------------------------------------
