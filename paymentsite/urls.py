@@ -22,3 +22,5 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(next_page="/checkout/"), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(next_page="/"), name="logout"),
 ]
+
+handler404 = "paymentsite.api.api_not_found"
