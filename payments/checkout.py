@@ -16,6 +16,7 @@ from payments import checkout_api
 from payments.api import PaymentSerializer
 from payments.currencies import CURRENCIES, format_amount
 from payments.models import Payment
+from refunds.api import RefundSerializer
 from webhooks.models import WebhookEvent
 
 # Something to buy without typing an amount: (name, amount in minor units, currency).
@@ -68,6 +69,7 @@ def order_status(request, payment_id):
         webhook_events = WebhookEvent.objects.filter(
             Q(payment=payment) | Q(object_id=payment.stripe_payment_intent_id)
         ).order_by("received_at")
+    refunds = list(payment.refunds.order_by("created_at"))
     return render(
         request,
         "checkout/status.html",
@@ -75,8 +77,11 @@ def order_status(request, payment_id):
             "payment": payment,
             "headline": STATUS_TEXT[payment.status][0],
             "explanation": STATUS_TEXT[payment.status][1],
-            # What the API answers now: the page polls it and reloads when the answer changes.
-            "api_state": PaymentSerializer(payment).data,
+            # What the API answers now: the page polls it and reloads when an answer changes.
+            "api_state": {
+                "payment": PaymentSerializer(payment).data,
+                "refunds": RefundSerializer(refunds, many=True).data,
+            },
             "refunded_display": format_amount(payment.refunded_amount, payment.currency),
             "refunds": [
                 {
@@ -84,7 +89,7 @@ def order_status(request, payment_id):
                     "status": refund.status,
                     "at": refund.created_at,
                 }
-                for refund in payment.refunds.order_by("created_at")
+                for refund in refunds
             ],
             "webhook_events": webhook_events,
         },

@@ -190,3 +190,21 @@ def test_an_amount_below_stripes_minimum_is_refused_before_any_payment(page, che
     expect(page.locator("#message")).to_contain_text("At least 50 ($0.50) for usd.")
     assert not Payment.objects.exists()
     assert fake_stripe.list("payment_intents") == []
+
+
+def test_the_open_status_page_follows_a_refund(page, checkout_site, customer, staff_api, screenshot):
+    """Support refunds half through the API while the customer looks: the page shows it by itself."""
+    sign_in(page, checkout_site, customer)
+    pay_with(page, PAYS)
+    payment = status_page_payment(page)
+    expect(page.locator("#order")).to_have_attribute("data-status", "succeeded")
+
+    response = staff_api.post(
+        f"/api/payments/{payment.id}/refunds/", {"amount": 1200, "note": "one bag"}, HTTP_IDEMPOTENCY_KEY="half"
+    )
+    assert response.status_code == 201
+
+    expect(page.locator("#order")).to_have_attribute("data-status", "partially_refunded")
+    expect(page.locator("#refunds")).to_contain_text("$12.00")
+    expect(page.locator("#refunded-amount")).to_have_text("$12.00")
+    screenshot("checkout-partially-refunded")
