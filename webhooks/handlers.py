@@ -104,7 +104,8 @@ def charge_refunded(event: WebhookEvent) -> Payment | None:
         payment.apply_stripe_status(Payment.Status.SUCCEEDED, at=event.occurred_at)
         payment.save()
     for refund in refunds:
-        _record_refund({"payment_intent": intent_id, **refund})
+        # An embedded refund may leave its PaymentIntent out; it is the charge's.
+        _record_refund({**refund, "payment_intent": stripe_id_of(refund.get("payment_intent")) or intent_id})
     return payment
 
 
