@@ -1,6 +1,7 @@
 """The admin's webhook events: found by event or object id, payload readable, read-only, failed ones reprocessed."""
 
 import pytest
+from django.test import Client
 
 from payments.models import Payment
 from refunds.models import Refund
@@ -72,3 +73,30 @@ def test_reprocess_applies_failed_events_once_their_payment_is_known(admin_clien
     failed.refresh_from_db()
     assert failed.outcome == WebhookEvent.Outcome.PROCESSED
     assert Refund.objects.get().payment == Payment.objects.get(stripe_payment_intent_id="pi_admin_2")
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_support_staff_read_and_reprocess_a_failed_event_in_a_real_browser(live_server, page, screenshot, admin_user):
+    """Chromium: find the failed event by its object id, read its payload, reprocess it from the list."""
+    client = Client()
+    post_event(client, stripe_event("refund.created", refund_object(intent_id="pi_browser", refund_id="re_browser")))
+    post_event(client, payment_intent_event("payment_intent.succeeded", intent_id="pi_browser"))
+    page.goto(live_server.url + "/admin/login/?next=" + CHANGELIST)
+    page.fill("#id_username", admin_user.username)
+    page.fill("#id_password", "password")
+    page.click("input[type=submit]")
+
+    page.fill("#searchbar", "re_browser")
+    page.press("#searchbar", "Enter")
+    page.click("#result_list tbody a")
+    assert '"id": "re_browser"' in page.locator("pre").inner_text()
+    screenshot("webhook-event-payload")
+
+    page.go_back()
+    page.check("#result_list tbody input.action-select")
+    page.select_option("select[name=action]", "reprocess")
+    page.click("button[name=index]")
+    screenshot("webhook-event-reprocessed")
+    assert "Reprocessed: 1 processed." in page.locator(".messagelist").inner_text()
+    assert WebhookEvent.objects.get(object_id="re_browser").outcome == WebhookEvent.Outcome.PROCESSED
