@@ -75,3 +75,36 @@ def test_the_same_event_posted_from_several_threads_at_once_is_applied_once():
     assert Refund.objects.count() == 1
     payment.refresh_from_db()
     assert payment.refunded_amount == 500
+
+
+@pytest.mark.django_db(transaction=True)
+def test_different_events_of_one_payment_at_once_all_apply():
+    """Dashboard refunds posted together queue on the payment's row lock: none is lost from the balance."""
+    payment = PaidPaymentFactory(amount=2000)
+    bodies = [
+        json.dumps(
+            stripe_event("refund.created", refund_object(intent_id=payment.stripe_payment_intent_id, amount=250))
+        )
+        for _ in range(6)
+    ]
+    barrier = threading.Barrier(len(bodies))
+    statuses = []
+
+    def deliver(body):
+        try:
+            barrier.wait()
+            statuses.append(post_event(Client(), body).status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=deliver, args=(body,)) for body in bodies]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert statuses == [200] * len(bodies)
+    assert Refund.objects.count() == len(bodies)
+    payment.refresh_from_db()
+    assert payment.refunded_amount == 1500
+    assert payment.status == "partially_refunded"
