@@ -29,6 +29,10 @@ from webhooks.models import WebhookEvent
 logger = logging.getLogger(__name__)
 
 
+# The width of WebhookEvent's id columns; Stripe's ids are far shorter.
+MAX_ID_LENGTH = 255
+
+
 class InvalidEvent(ValueError):
     """A correctly signed body that is not a Stripe event we can store."""
 
@@ -44,6 +48,8 @@ def parse_event(body: bytes) -> dict:
     for name in ("id", "type"):
         if not isinstance(event.get(name), str) or not event[name]:
             raise InvalidEvent(f"The event has no {name}.")
+        if len(event[name]) > MAX_ID_LENGTH:
+            raise InvalidEvent(f"The event's {name} is longer than {MAX_ID_LENGTH} characters.")
     if not isinstance(event.get("created"), int) or isinstance(event["created"], bool):
         raise InvalidEvent("The event has no created time.")
     data = event.get("data")
@@ -66,7 +72,11 @@ def webhook_event_receive(*, event: dict) -> tuple[WebhookEvent, bool]:
     with transaction.atomic():
         stored, created = WebhookEvent.objects.get_or_create(
             stripe_event_id=event["id"],
-            defaults={"type": event["type"], "payload": event, "object_id": str(event["data"]["object"].get("id", ""))},
+            defaults={
+                "type": event["type"],
+                "payload": event,
+                "object_id": str(event["data"]["object"].get("id") or "")[:MAX_ID_LENGTH],
+            },
         )
         if not created:
             stored = WebhookEvent.objects.select_for_update().get(pk=stored.pk)

@@ -67,8 +67,9 @@ def test_a_malformed_signature_header_is_refused(client, event):
         json.dumps({"id": "evt_1", "created": 1, "data": {"object": {}}}),
         json.dumps({"type": "payment_intent.succeeded", "created": 1, "data": {"object": {}}}),
         json.dumps({"id": "evt_1", "type": "x", "data": {"object": {}}}),
+        json.dumps({"id": "evt_" + "9" * 300, "type": "x", "created": 1, "data": {"object": {}}}),
     ],
-    ids=["not-json", "not-an-object", "no-data", "no-type", "no-id", "no-created"],
+    ids=["not-json", "not-an-object", "no-data", "no-type", "no-id", "no-created", "id-too-long"],
 )
 def test_a_signed_body_that_is_not_an_event_is_refused(client, body):
     assert_refused(post_event(client, body))
