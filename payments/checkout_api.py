@@ -5,7 +5,7 @@ Stripe.js to collect the card, and the confirmation of the payment with the
 card it yields. Owner only; anyone else's payment is a 404.
 """
 
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -13,7 +13,8 @@ from rest_framework.views import APIView
 from payments import services
 from payments.api import PaymentSerializer, own_payment
 
-CONFLICT = inline_serializer("CheckoutConflict", {"detail": serializers.CharField(), "code": serializers.CharField()})
+# Error bodies: the shared Error schema (paymentsite.api.document_errors).
+CONFLICT = OpenApiResponse(description="The payment is paid or canceled, or still being created at Stripe.")
 
 
 class SetupIntentSerializer(serializers.Serializer):
@@ -24,7 +25,11 @@ class SetupIntentSerializer(serializers.Serializer):
 class PaymentSetupIntentView(APIView):
     @extend_schema(
         request=None,
-        responses={201: SetupIntentSerializer, 409: CONFLICT},
+        responses={
+            201: SetupIntentSerializer,
+            404: OpenApiResponse(description="No such payment of yours."),
+            409: CONFLICT,
+        },
         description=(
             "A new Stripe SetupIntent for collecting one card with Stripe.js (`confirmCardSetup`). "
             "Its `payment_method` is then sent to `confirm/`. 409 once the payment is paid or canceled."
@@ -48,7 +53,13 @@ class PaymentConfirmedSerializer(PaymentSerializer):
 class PaymentConfirmView(APIView):
     @extend_schema(
         request=PaymentConfirmInputSerializer,
-        responses={200: PaymentConfirmedSerializer, 409: CONFLICT},
+        responses={
+            200: PaymentConfirmedSerializer,
+            404: OpenApiResponse(description="No such payment of yours."),
+            409: CONFLICT,
+            502: OpenApiResponse(description="Stripe failed or refused the request (not a decline): retry."),
+            503: OpenApiResponse(description="Stripe did not answer: retry with the same payment method."),
+        },
         description=(
             "Pay with a card's PaymentMethod (`pm_...`). The answer's `status` is the outcome: `succeeded`, "
             "`requires_action` (complete 3-D Secure with Stripe.js `confirmCardPayment(client_secret)`), "
