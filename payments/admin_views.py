@@ -338,6 +338,10 @@ def chart_bars(days: list[date], per_day: dict[date, list[int]], currency: str) 
     return bars
 
 
+def percent(rate: float | None) -> str:
+    return "—" if rate is None else f"{rate:.1%}"
+
+
 def admin_list_url(model, query: dict) -> str | None:
     """The filtered admin list of `model`; None when this site has no admin for it."""
     try:
@@ -378,6 +382,8 @@ class DashboardView(View):
                 "day_labels": [bar for n, bar in enumerate(figures.bars) if n % 5 == 0 or n == DASHBOARD_DAYS - 1],
             },
             "volume": format_amount(figures.volume, figures.currency),
+            "success_rate": percent(figures.success_rate),
+            "refund_rate": percent(figures.refund_rate),
             "paid_url": admin_list_url(
                 Payment, {"status__in": ",".join(sorted(Payment.PAID)), "created_at__gte": since}
             ),
