@@ -18,6 +18,7 @@ import os
 import statistics
 import sys
 import time
+import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -25,6 +26,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "paymentsite.settings")
 # Settings refuse to start without these outside DEBUG; nothing here talks to Stripe.
 os.environ.setdefault("DJANGO_SECRET_KEY", "benchmark-only-secret-key")
 os.environ.setdefault("STRIPE_SECRET_KEY", "sk_test_benchmark")
+
+# whitenoise looks for STATIC_ROOT, which only `collectstatic` makes.
+warnings.filterwarnings("ignore", message="No directory at")
 
 import django  # noqa: E402
 
@@ -47,6 +51,9 @@ class StockPaymentAdmin(admin.ModelAdmin):
     list_display = ("id", "stripe_payment_intent_id", "user", "amount", "currency", "status", "created_at")
     list_filter = ("status", "currency", "created_at")
     search_fields = ("id", "stripe_payment_intent_id", "user__email", "idempotency_key")
+    # Django's own templates, not this project's overrides for the payments pages.
+    change_list_template = "admin/change_list.html"
+    change_form_template = "admin/change_form.html"
 
 
 stock_site = admin.AdminSite(name="stock")
@@ -100,6 +107,7 @@ def main() -> None:
         ("search by PaymentIntent id", f"payment/?q={intent}", intent),
         ("filter status=succeeded", "payment/?status__exact=succeeded", None),
         ("payment page", f"payment/{payment.pk}/change/", intent),
+        ("search by customer email", f"payment/?q={payment.user.email}", intent),
     ]
     counts = {
         "payments": Payment.objects.count(),

@@ -256,7 +256,7 @@ class DashboardFigures:
         return self.refunded / self.paid if self.paid else None
 
 
-CHART = {"width": 720, "height": 220, "left": 80, "bottom": 24, "top": 10}
+CHART = {"width": 760, "height": 220, "left": 80, "right": 40, "bottom": 24, "top": 10}
 
 
 def dashboard_figures(*, now: datetime, currency: str | None = None) -> DashboardFigures:
@@ -309,7 +309,7 @@ def dashboard_figures(*, now: datetime, currency: str | None = None) -> Dashboar
 
 def chart_bars(days: list[date], per_day: dict[date, list[int]], currency: str) -> list[Bar]:
     plot_height = CHART["height"] - CHART["bottom"] - CHART["top"]
-    slot = (CHART["width"] - CHART["left"]) / len(days)
+    slot = (CHART["width"] - CHART["left"] - CHART["right"]) / len(days)
     highest = max((total for _, total in per_day.values()), default=0) or 1
     changelist = reverse("admin:payments_payment_changelist")
     bars = []
@@ -370,7 +370,8 @@ class DashboardView(View):
             "figures": figures,
             "chart": CHART
             | {
-                "bar_width": (CHART["width"] - CHART["left"]) / DASHBOARD_DAYS - 4,
+                "bar_width": (CHART["width"] - CHART["left"] - CHART["right"]) / DASHBOARD_DAYS - 4,
+                "plot_right": CHART["width"] - CHART["right"],
                 "baseline": CHART["top"] + plot_height,
                 "ticks": [
                     {
