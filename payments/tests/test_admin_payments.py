@@ -16,7 +16,6 @@ from django.utils import timezone
 from payments.admin_pagination import EstimatedCountPaginator
 from payments.models import Dispute, Payment
 from payments.tests.factories import PaymentFactory, UserFactory
-from refunds.models import Refund
 from refunds.tests.factories import PaidPaymentFactory, RefundFactory
 from webhooks.models import WebhookEvent
 
@@ -211,15 +210,3 @@ def test_list_links_to_the_export_with_its_filters(viewer_client):
     path, _, query = html.unescape(link).partition("?")
     assert path == reverse("admin:payments_payment_export")
     assert parse_qs(query) == {"status__exact": ["failed"], "q": ["pi_x"]}
-
-
-@pytest.mark.django_db
-def test_refunds_list_says_stripe_for_refunds_made_in_its_dashboard(viewer_client, support_refunder):
-    RefundFactory(created_by=None, note="from the dashboard")
-    RefundFactory(created_by=support_refunder, reason=Refund.Reason.DUPLICATE)
-
-    body = viewer_client.get("/admin/refunds/refund/").content.decode()
-
-    assert ">Stripe<" in body
-    assert ">rita<" in body
-    assert "duplicate" in body and "from the dashboard" in body
