@@ -55,6 +55,7 @@ class RefundAdmin(admin.ModelAdmin):
         "created_at",
     )
     list_filter = ("status", StuckFilter, OriginFilter, "reason", "created_at")
+    show_facets = admin.ShowFacets.NEVER
     list_select_related = ("payment", "created_by")
     sortable_by = ("created_at",)
     search_fields = ("=id", "=stripe_refund_id", "=payment__id", "=payment__stripe_payment_intent_id")
