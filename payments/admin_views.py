@@ -35,12 +35,6 @@ from webhooks.models import WebhookEvent
 # --- Refund -------------------------------------------------------------------
 
 
-def refundable_now(payment: Payment) -> int:
-    """What may still be refunded: the amount less every refund that holds money (pending ones too)."""
-    held = payment.refunds.filter(status__in=Refund.HOLDING).aggregate(total=Sum("amount"))["total"] or 0
-    return max(payment.amount - held, 0)
-
-
 class RefundForm(forms.Form):
     """
     The amount is typed in the currency's units ("12.50", "500" for yen) and
@@ -106,7 +100,7 @@ class RefundView(View):
         if not self.model_admin.can_refund(request, self.payment):
             raise PermissionDenied
         self.currency = CURRENCIES[self.payment.currency]
-        self.refundable = refundable_now(self.payment)
+        self.refundable = max(refund_services.payment_unreserved_amount(payment=self.payment), 0)
         return super().dispatch(request, object_id)
 
     def get(self, request, object_id):

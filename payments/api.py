@@ -4,7 +4,7 @@ output serializers beside it. Views validate, call a service, serialize.
 """
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import generics, serializers, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
@@ -53,6 +53,13 @@ class StrictIntegerField(serializers.IntegerField):
         return super().to_internal_value(data)
 
 
+@extend_schema_field(
+    {
+        "type": "object",
+        "additionalProperties": {"type": "string", "maxLength": METADATA_VALUE_MAX_LENGTH},
+        "maxProperties": METADATA_MAX_KEYS,
+    }
+)
 class MetadataField(serializers.Field):
     """A flat map of strings to strings, within Stripe's limits."""
 

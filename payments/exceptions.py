@@ -34,3 +34,24 @@ class InvalidState(DomainError):
 
     http_status = 409
     code = "invalid_state"
+
+
+class RefundAmountInvalid(DomainError):
+    """The refund's amount is not positive, or more than is left to refund; `extra` says how much is left."""
+
+    http_status = 400
+    code = "refund_amount_invalid"
+
+
+class NotRefundable(DomainError):
+    """The payment cannot be refunded (not paid, fully refunded, or its dispute was lost)."""
+
+    http_status = 409
+    code = "not_refundable"
+
+
+class RefundRefused(DomainError):
+    """Stripe definitely refused the refund: it is recorded `failed` and its amount is free again."""
+
+    http_status = 409
+    code = "refund_refused"

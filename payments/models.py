@@ -1,5 +1,5 @@
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.db import models
@@ -205,6 +205,15 @@ class Dispute(models.Model):
 
     # Stripe's dispute statuses that still need work from us.
     OPEN_STATUSES = ("warning_needs_response", "warning_under_review", "needs_response", "under_review")
+    # Stripe never reopens a closed dispute.
+    CLOSED_STATUSES = ("won", "lost", "warning_closed", "prevented")
+    # How far along each status is, to settle news of the same second the same way every time.
+    PROGRESS = {
+        "warning_needs_response": 0,
+        "warning_under_review": 1,
+        "needs_response": 2,
+        "under_review": 3,
+    }
 
     stripe_dispute_id = models.CharField(max_length=255, unique=True)
     payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="disputes")
@@ -226,3 +235,43 @@ class Dispute(models.Model):
     @property
     def is_open(self) -> bool:
         return self.status in self.OPEN_STATUSES
+
+    @property
+    def is_closed(self) -> bool:
+        return self.status in self.CLOSED_STATUSES
+
+    def may_apply(self, status: str, at: datetime) -> bool:
+        """
+        Whether news that the dispute was in `status` at time `at` may move it;
+        the same rule as Payment.may_apply: a closed dispute is never reopened,
+        news of a closure always applies, otherwise newer news wins and news of
+        the same second wins only if it is further along.
+        """
+        if self.is_closed:
+            return False
+        if status in self.CLOSED_STATUSES or not self.status or self.stripe_state_at is None:
+            return True
+        at = at.replace(microsecond=0)
+        if at != self.stripe_state_at:
+            return at > self.stripe_state_at
+        return self.PROGRESS.get(status, 0) >= self.PROGRESS.get(self.status, 0)
+
+    def apply_stripe_dispute(self, stripe_dispute: dict, *, at: datetime) -> bool:
+        """
+        Take status, amount, reason and evidence deadline from a Stripe Dispute
+        object if `may_apply` allows it; returns whether it applied. The caller
+        holds the payment's row lock and saves.
+        """
+        status = str(stripe_dispute["status"])
+        if not self.may_apply(status, at):
+            return False
+        self.status = status
+        self.amount = int(stripe_dispute.get("amount") or self.amount or 0)
+        self.reason = str(stripe_dispute.get("reason") or self.reason or "")[:64]
+        due_by = (stripe_dispute.get("evidence_details") or {}).get("due_by")
+        if due_by:
+            self.evidence_due_by = datetime.fromtimestamp(int(due_by), tz=UTC)
+        at = at.replace(microsecond=0)
+        if self.stripe_state_at is None or at > self.stripe_state_at:
+            self.stripe_state_at = at
+        return True

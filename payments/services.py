@@ -185,7 +185,9 @@ def payment_for_intent(*, intent: dict, adopt: bool = True) -> Payment | None:
             found = Payment.objects.select_for_update().filter(pk=uuid.UUID(str(payment_id))).first()
         except ValueError:
             found = None
-        if found is not None:
+        # Metadata can be copied onto another PaymentIntent (the dashboard's "duplicate"):
+        # it names our payment only while that payment has no other PaymentIntent.
+        if found is not None and found.stripe_payment_intent_id in (None, "", intent["id"]):
             return found
     found = Payment.objects.select_for_update().filter(stripe_payment_intent_id=intent["id"]).first()
     if found is not None or not adopt:

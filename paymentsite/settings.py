@@ -14,7 +14,11 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env")
+# The development .env that `make run` writes (DEBUG on). ENV_FILE names another
+# file, or none when empty: the tests set it empty so no developer's file changes them.
+ENV_FILE = env.str("ENV_FILE", default=str(BASE_DIR / ".env"))
+if ENV_FILE:
+    environ.Env.read_env(ENV_FILE)
 
 
 def env_required(name: str, *, dev_default: str | None, debug: bool) -> str:
@@ -156,6 +160,8 @@ STRIPE_TIMEOUT = env.float("STRIPE_TIMEOUT", default=20.0)
 STRIPE_SEND_REFUND_REASON = env.bool("STRIPE_SEND_REFUND_REASON", default=True)
 # How long a payment creation may hold its idempotency key before a retry may take over.
 PAYMENT_CREATE_LEASE_SECONDS = env.int("PAYMENT_CREATE_LEASE_SECONDS", default=60)
+# The same for a refund being sent to Stripe (409 for a concurrent request with its key).
+REFUND_CREATE_LEASE_SECONDS = env.int("REFUND_CREATE_LEASE_SECONDS", default=60)
 
 # --- REST framework ---------------------------------------------------------
 
@@ -165,6 +171,8 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # The API speaks JSON only, and only JSON that PostgreSQL can store.
+    "DEFAULT_PARSER_CLASSES": ["paymentsite.api.StrictJSONParser"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -180,6 +188,15 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "paymentsite.api.document_errors",
+    ],
+    # Payments and refunds both have a `status`: name each enum after its model.
+    "ENUM_NAME_OVERRIDES": {
+        "PaymentStatusEnum": "payments.models.Payment.Status",
+        "RefundStatusEnum": "refunds.models.Refund.Status",
+    },
 }
 
 # --- Logging ----------------------------------------------------------------

@@ -7,6 +7,8 @@ without them when DEBUG is off, as in production.
 import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "paymentsite.settings")
+# A developer's .env (written by `make run`, DEBUG on) must not change what the tests check.
+os.environ["ENV_FILE"] = ""
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/paymentsite")
 os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-secret-key-not-for-production")
 os.environ.setdefault("STRIPE_SECRET_KEY", "sk_test_paymentsite_tests")

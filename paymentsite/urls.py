@@ -15,3 +15,5 @@ urlpatterns = [
     path("webhooks/", include("webhooks.urls")),
     path("healthz", healthz, name="healthz"),
 ]
+
+handler404 = "paymentsite.api.api_not_found"

@@ -60,6 +60,9 @@ class Refund(models.Model):
     # The key the caller (API client, admin form) sent; the same key never refunds twice.
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
     request_fingerprint = models.CharField(max_length=64, blank=True, editable=False)
+    # Set while one request is sending the refund to Stripe; a concurrent request
+    # with the same key sees it and answers 409 instead of sending it too.
+    stripe_call_started_at = models.DateTimeField(null=True, blank=True, editable=False)
     failure_reason = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)

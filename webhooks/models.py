@@ -1,3 +1,5 @@
+from datetime import UTC, datetime
+
 from django.db import models
 from django.utils import timezone
 
@@ -32,3 +34,13 @@ class WebhookEvent(models.Model):
 
     def __str__(self):
         return f"{self.type} {self.stripe_event_id}"
+
+    @property
+    def stripe_object(self) -> dict:
+        """The Stripe object the event carries (`data.object`), as it was when the event happened."""
+        return self.payload["data"]["object"]
+
+    @property
+    def occurred_at(self) -> datetime:
+        """When the event happened at Stripe (its `created`, to the second): the age of its news."""
+        return datetime.fromtimestamp(int(self.payload["created"]), tz=UTC)

@@ -7,24 +7,11 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from payments import stripe_gateway
 from payments.models import Dispute, Payment
 from payments.tests.factories import PaymentFactory
-from refunds.tests.factories import PaidPaymentFactory
+from refunds.tests.factories import PaidPaymentFactory, paid_payment_at_stripe
 
 PASSWORD = "correct horse battery staple"
-
-
-def paid_at_stripe(owner_api) -> Payment:
-    response = owner_api.post("/api/payments/", {"amount": 2000, "currency": "usd"}, HTTP_IDEMPOTENCY_KEY="order-1")
-    payment = Payment.objects.get(pk=response.json()["id"])
-    stripe_gateway.payment_intent_update(
-        payment.stripe_payment_intent_id, idempotency_key=f"pm-{payment.id}", payment_method="pm_card_visa"
-    )
-    stripe_gateway.payment_intent_confirm(payment.stripe_payment_intent_id, idempotency_key=f"confirm-{payment.id}")
-    payment.apply_stripe_status(Payment.Status.SUCCEEDED, at=timezone.now())
-    payment.save()
-    return payment
 
 
 def sign_in(page, live_server, user):
@@ -40,7 +27,7 @@ def sign_in(page, live_server, user):
 def test_staff_find_a_payment_and_refund_part_of_it(
     page, live_server, screenshot, owner_api, fake_stripe, support_refunder
 ):
-    payment = paid_at_stripe(owner_api)
+    payment = paid_payment_at_stripe(owner_api, amount=2000)
     PaymentFactory.create_batch(5)
     sign_in(page, live_server, support_refunder)
 

@@ -131,6 +131,36 @@ def test_bad_input_is_400_with_field_errors_and_writes_nothing(owner_api, fake_s
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(
+    "raw_body",
+    [
+        '{"amount": 2000, "currency": "usd", "metadata": {"k\\u0000": "v"}}',
+        '{"amount": 2000, "currency": "usd", "description": "a\\u0000b"}',
+        '{"amount": 2000, "currency": "usd", "description": "lone \\ud800 surrogate"}',
+        '{"amount": 2000, "currency": "usd", "metadata": {"k": "\\udc00"}}',
+    ],
+)
+def test_strings_postgresql_cannot_store_are_400_not_500(owner_api, fake_stripe, raw_body):
+    """Valid JSON, but a NUL or a lone surrogate is no valid PostgreSQL text: refused before anything is written."""
+    response = owner_api.post(URL, raw_body, content_type="application/json", HTTP_IDEMPOTENCY_KEY="nul-1")
+
+    assert response.status_code == 400
+    assert "JSON parse error" in response.json()["detail"]
+    assert not Payment.objects.exists()
+    assert intents_at_stripe(fake_stripe) == []
+
+
+@pytest.mark.django_db
+def test_a_form_encoded_body_is_415(owner_api, fake_stripe):
+    response = owner_api.post(
+        URL, "amount=2000&currency=usd", content_type="application/x-www-form-urlencoded", HTTP_IDEMPOTENCY_KEY="form-1"
+    )
+
+    assert response.status_code == 415
+    assert not Payment.objects.exists()
+
+
+@pytest.mark.django_db
 def test_missing_amount_is_400(owner_api, fake_stripe):
     response = create(owner_api, body={"currency": "usd"})
 

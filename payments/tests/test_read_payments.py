@@ -103,3 +103,20 @@ def test_session_authentication_works(client, owner, three_payments):
     client.force_login(owner)
 
     assert client.get("/api/payments/").json()["count"] == 3
+
+
+@pytest.mark.django_db
+def test_a_malformed_payment_id_is_a_json_404(owner_api):
+    """Paths under /api/ that match no route answer JSON, like every other API error."""
+    response = owner_api.get("/api/payments/not-a-uuid/")
+
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"
+
+
+@pytest.mark.django_db
+def test_outside_the_api_a_404_is_a_page(client):
+    response = client.get("/no-such-page/")
+
+    assert response.status_code == 404
+    assert response["Content-Type"].startswith("text/html")

@@ -80,10 +80,15 @@ def test_api_docs_are_served_without_any_cdn(client):
     assert client.get(asset).status_code == 200
 
 
+def run_django_env(env_changes: dict[str, str]) -> dict[str, str]:
+    """This process's environment without the test run's Django and Stripe settings, plus `env_changes`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "STRIPE_", "DEBUG"))}
+    return {**env, "DJANGO_SETTINGS_MODULE": "paymentsite.settings", **env_changes}
+
+
 def run_django(env_changes):
     """Start Django in a fresh process with the given environment; answers the process result."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "STRIPE_", "DEBUG"))}
-    env.update({"DJANGO_SETTINGS_MODULE": "paymentsite.settings", **env_changes})
+    env = run_django_env(env_changes)
     return subprocess.run(
         [sys.executable, "-c", "import django; django.setup(); print('started')"],
         cwd=ROOT,
@@ -106,6 +111,15 @@ def test_with_debug_off_a_missing_secret_stops_start_up(missing, tmp_path):
     assert result.returncode != 0
     assert f"{missing} is not set" in result.stderr
     assert "ImproperlyConfigured" in result.stderr
+
+
+def test_an_env_file_is_read_and_the_tests_read_none(tmp_path):
+    """ENV_FILE names the file settings read (DEBUG on there lets start-up use dev defaults); empty, none."""
+    env_file = tmp_path / ".env"
+    env_file.write_text("DEBUG=true\n")
+
+    assert run_django({"ENV_FILE": str(env_file)}).returncode == 0
+    assert run_django({"ENV_FILE": ""}).returncode != 0
 
 
 def test_with_debug_off_and_both_secrets_it_starts_and_logs_no_secret():

@@ -1,6 +1,12 @@
-import factory
+import uuid
 
+import factory
+from django.db import transaction
+from django.utils import timezone
+
+from payments import stripe_gateway
 from payments.models import Payment
+from payments.services import payment_record_intent
 from payments.tests.factories import PaymentFactory
 from refunds.models import Refund
 
@@ -19,3 +25,24 @@ class RefundFactory(factory.django.DjangoModelFactory):
     amount = 500
     status = Refund.Status.PENDING
     idempotency_key = factory.Sequence(lambda n: f"refund-key-{n}")
+
+
+def paid_payment_at_stripe(client, *, amount: int = 10_000, currency: str = "usd") -> Payment:
+    """
+    A payment created through the API by `client`'s user and paid with a test card
+    at the local Stripe, so that Stripe really holds the charge a refund gives back.
+    """
+    key = str(uuid.uuid4())
+    response = client.post(
+        "/api/payments/", {"amount": amount, "currency": currency}, format="json", HTTP_IDEMPOTENCY_KEY=key
+    )
+    assert response.status_code == 201, response.content
+    intent_id = response.json()["stripe_payment_intent_id"]
+    # localstripe refuses confirm(payment_method=...): set the card first, then confirm.
+    stripe_gateway.payment_intent_update(intent_id, idempotency_key=f"{key}-card", payment_method="pm_card_visa")
+    intent = stripe_gateway.payment_intent_confirm(intent_id, idempotency_key=f"{key}-confirm")
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().get(stripe_payment_intent_id=intent_id)
+        payment_record_intent(payment=payment, intent=intent, at=timezone.now())
+    assert payment.status == Payment.Status.SUCCEEDED
+    return payment

@@ -9,29 +9,15 @@ import pytest
 from django.contrib.admin.models import ADDITION, LogEntry
 from django.contrib.messages import get_messages
 from django.urls import reverse
-from django.utils import timezone
 
-from payments import stripe_gateway
 from payments.models import Payment
 from refunds.models import Refund
 
 
 @pytest.fixture
-def paid(owner_api, fake_stripe):
+def paid(paid_payment):
     """A $20.00 payment made through the API and paid at the local Stripe."""
-    response = owner_api.post("/api/payments/", {"amount": 2000, "currency": "usd"}, HTTP_IDEMPOTENCY_KEY="order-1")
-    assert response.status_code == 201
-    payment = Payment.objects.get(pk=response.json()["id"])
-    stripe_gateway.payment_intent_update(
-        payment.stripe_payment_intent_id, idempotency_key=f"pm-{payment.id}", payment_method="pm_card_visa"
-    )
-    intent = stripe_gateway.payment_intent_confirm(
-        payment.stripe_payment_intent_id, idempotency_key=f"confirm-{payment.id}"
-    )
-    assert intent["status"] == "succeeded"
-    payment.apply_stripe_status(Payment.Status.SUCCEEDED, at=timezone.now())
-    payment.save()
-    return payment
+    return paid_payment(amount=2000)
 
 
 @pytest.fixture

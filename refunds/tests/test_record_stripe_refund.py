@@ -6,6 +6,7 @@ from payments.models import Payment
 from refunds.models import Refund
 from refunds.services import refund_record_stripe_refund
 from refunds.tests.factories import PaidPaymentFactory, RefundFactory
+from refunds.tests.invariants import assert_refund_invariants
 
 
 def stripe_refund(payment, refund_id="re_1", amount=500, status="succeeded", **extra):
@@ -34,6 +35,7 @@ def test_a_refund_made_in_the_stripe_dashboard_is_recorded_with_no_creator():
     payment.refresh_from_db()
     assert payment.refunded_amount == 500
     assert payment.status == Payment.Status.PARTIALLY_REFUNDED
+    assert_refund_invariants(payment)
 
 
 @pytest.mark.django_db
@@ -46,6 +48,7 @@ def test_the_same_refund_applied_twice_is_recorded_once():
     assert Refund.objects.count() == 1
     payment.refresh_from_db()
     assert payment.refunded_amount == 500
+    assert_refund_invariants(payment)
 
 
 @pytest.mark.django_db
@@ -61,6 +64,7 @@ def test_our_pending_refund_is_found_by_the_id_in_its_metadata():
     refund.refresh_from_db()
     assert refund.stripe_refund_id == "re_1" and refund.status == Refund.Status.SUCCEEDED
     assert refund.payment.refunded_amount == 700
+    assert_refund_invariants(refund.payment)
 
 
 @pytest.mark.django_db
@@ -73,6 +77,7 @@ def test_partial_refunds_that_add_up_to_the_charge_leave_it_refunded():
     payment.refresh_from_db()
     assert payment.refunded_amount == 1500
     assert payment.status == Payment.Status.REFUNDED
+    assert_refund_invariants(payment)
 
 
 @pytest.mark.django_db
@@ -90,6 +95,7 @@ def test_a_refund_that_fails_later_gives_its_amount_back():
     payment.refresh_from_db()
     assert payment.refunded_amount == 0
     assert payment.status == Payment.Status.SUCCEEDED
+    assert_refund_invariants(payment)
 
 
 @pytest.mark.django_db
@@ -103,6 +109,7 @@ def test_older_news_never_moves_a_refund_back():
     assert Refund.objects.get().status == Refund.Status.FAILED
     payment.refresh_from_db()
     assert payment.refunded_amount == 0
+    assert_refund_invariants(payment)
 
 
 @pytest.mark.django_db
@@ -122,3 +129,4 @@ def test_an_expanded_payment_intent_is_read_as_its_id():
     )
 
     assert refund.payment == payment
+    assert_refund_invariants(payment)

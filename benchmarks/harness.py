@@ -1,0 +1,79 @@
+"""
+What the benchmarks share: a fresh database, `manage.py` against it, and figures.
+
+Benchmarks run from the project's root as modules (`python -m benchmarks.<name>`),
+against real processes only: the local Stripe, gunicorn, PostgreSQL. They report
+figures; they assert nothing about time.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import subprocess
+import sys
+
+import psycopg
+
+from paymentsite.siteserver import PROJECT_ROOT, site_environment
+
+ADMIN_DSN = "postgres://postgres@127.0.0.1:5432/postgres"
+# Management commands that never call Stripe still need an API base to start.
+NO_STRIPE = "http://127.0.0.1:9"
+
+
+def fresh_database(name: str) -> None:
+    """Drop and create `name`, then migrate it."""
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    manage(name, "migrate", "--no-input", "-v", "0")
+
+
+def manage(database_name: str, *args: str, stripe_api_base: str = NO_STRIPE) -> str:
+    """Run `manage.py ARGS` on `database_name`; answers its output."""
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=PROJECT_ROOT,
+        env=site_environment(database_name=database_name, stripe_api_base=stripe_api_base),
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result.stdout
+
+
+def api_token(database_name: str, username: str = "benchmark", *, staff: bool = False) -> str:
+    """An API token for a user (staff with `refunds.add_refund` if asked), created if needed."""
+    code = (
+        "from django.contrib.auth.models import Permission, User\n"
+        "from rest_framework.authtoken.models import Token\n"
+        f"user, _ = User.objects.get_or_create(username={username!r}, defaults={{'is_staff': {staff!r}}})\n"
+        f"if {staff!r}: user.user_permissions.add(Permission.objects.get(codename='add_refund'))\n"
+        "print(Token.objects.get_or_create(user=user)[0].key)\n"
+    )
+    return manage(database_name, "shell", "-c", code).strip().splitlines()[-1]
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile (0 < fraction <= 1)."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+
+
+def machine() -> str:
+    with open("/proc/cpuinfo") as cpuinfo:
+        model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "?")
+    return f"{os.cpu_count()} cores ({model}), Python {platform.python_version()}, {platform.system()}"
+
+
+def print_table(title: str, headers: list[str], rows: list[list[object]]) -> None:
+    cells = [headers] + [[str(cell) for cell in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    print(f"\n{title}\n")
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in cells[1:]:
+        print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |")

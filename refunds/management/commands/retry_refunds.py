@@ -1,0 +1,47 @@
+import logging
+
+from django.core.management.base import BaseCommand, CommandError
+
+from payments import stripe_gateway
+from payments.exceptions import RefundRefused
+from refunds.services import refund_retry, refunds_awaiting_stripe
+
+logger = logging.getLogger(__name__)
+
+
+class Command(BaseCommand):
+    help = (
+        "Send again every refund left pending without Stripe's answer, with its original idempotency key: "
+        "a refund Stripe already made is recorded, never made twice. Safe to run at any time, as often as wanted."
+    )
+
+    def handle(self, *args, **options):
+        counts = {"recorded": 0, "refused": 0, "unanswered": 0}
+        # Listed first, then each re-read by refund_retry: one finished meanwhile is left alone.
+        for refund in list(refunds_awaiting_stripe()):
+            try:
+                refund = refund_retry(refund=refund)
+            except RefundRefused as exc:
+                counts["refused"] += 1
+                self.stdout.write(f"refund {refund.id}: {exc.message}")
+                continue
+            except stripe_gateway.StripeError as exc:
+                counts["unanswered"] += 1
+                self.stdout.write(f"refund {refund.id}: still no answer from Stripe ({exc.message})")
+                continue
+            except Exception:
+                # One refund that cannot be recorded must not keep the others waiting.
+                logger.exception("retry_refunds: refund %s could not be recorded", refund.id)
+                counts["unanswered"] += 1
+                self.stdout.write(f"refund {refund.id}: could not be recorded (see the log)")
+                continue
+            counts["recorded"] += 1
+            self.stdout.write(f"refund {refund.id}: {refund.status} ({refund.stripe_refund_id})")
+
+        total = sum(counts.values())
+        self.stdout.write(
+            f"retry_refunds: {total} refund(s) awaiting Stripe; {counts['recorded']} recorded, "
+            f"{counts['refused']} refused by Stripe (now failed), {counts['unanswered']} still unanswered."
+        )
+        if counts["unanswered"]:
+            raise CommandError(f"{counts['unanswered']} refund(s) are still not recorded: run again later.")

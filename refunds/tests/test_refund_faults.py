@@ -1,0 +1,262 @@
+"""
+Refunds through Stripe's failures (the local Stripe's fault layer): a refund is
+never lost, never made twice, and `retry_refunds` finishes what was left pending.
+"""
+
+import io
+from datetime import timedelta
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from payments import stripe_gateway
+from payments.models import Payment
+from refunds.models import Refund
+from refunds.services import refund_record_stripe_refund, refund_reserve
+from refunds.tests.invariants import assert_refund_invariants
+
+REFUNDS_AT_STRIPE = "^/v1/refunds$"
+
+
+def refund(client, payment, body=None, key="refund-1"):
+    return client.post(f"/api/payments/{payment.id}/refunds/", body or {}, format="json", HTTP_IDEMPOTENCY_KEY=key)
+
+
+def expire_lease(refund):
+    """What time does to a request that died holding its refund's lease."""
+    Refund.objects.filter(pk=refund.pk).update(stripe_call_started_at=timezone.now() - timedelta(minutes=5))
+
+
+def retry_refunds() -> str:
+    out = io.StringIO()
+    call_command("retry_refunds", stdout=out)
+    return out.getvalue()
+
+
+@pytest.mark.django_db
+def test_stripe_500_leaves_the_refund_pending_and_retry_refunds_completes_it_once(staff_api, paid_payment, fake_stripe):
+    payment = paid_payment(amount=10_000)
+    fake_stripe.add_fault("error500", method="POST", path=REFUNDS_AT_STRIPE, times=1)
+
+    response = refund(staff_api, payment, {"amount": 4000})
+
+    assert response.status_code == 502
+    assert "Retry" in response.json()["detail"]
+    pending = Refund.objects.get()
+    assert pending.status == Refund.Status.PENDING and pending.stripe_refund_id is None
+    assert fake_stripe.list("refunds") == []
+    # The pending refund holds its amount: no one can refund it twice meanwhile.
+    assert refund(staff_api, payment, {"amount": 6001}, key="other").status_code == 400
+    assert_refund_invariants(payment)
+
+    output = retry_refunds()
+
+    assert "1 recorded" in output
+    pending.refresh_from_db()
+    assert pending.status == Refund.Status.SUCCEEDED
+    [made] = fake_stripe.list("refunds")
+    assert made["id"] == pending.stripe_refund_id
+    assert_refund_invariants(payment, at_stripe=fake_stripe)
+    assert payment.refunded_amount == 4000
+
+    assert "0 refund(s) awaiting Stripe" in retry_refunds()
+    assert len(fake_stripe.list("refunds")) == 1
+    assert_refund_invariants(payment, at_stripe=fake_stripe)
+
+
+@pytest.mark.django_db
+def test_answer_lost_after_stripe_refunded_is_recorded_by_retry_refunds_not_repeated(
+    staff_api, paid_payment, fake_stripe
+):
+    payment = paid_payment(amount=10_000)
+    fake_stripe.add_fault("drop", method="POST", path=REFUNDS_AT_STRIPE, times=1)
+
+    response = refund(staff_api, payment, {"amount": 4000})
+
+    assert response.status_code == 503
+    assert len(fake_stripe.list("refunds")) == 1
+    assert Refund.objects.get().stripe_refund_id is None
+    assert_refund_invariants(payment)
+
+    retry_refunds()
+
+    [made] = fake_stripe.list("refunds")
+    [ours] = Refund.objects.all()
+    assert ours.stripe_refund_id == made["id"]
+    assert ours.status == Refund.Status.SUCCEEDED
+    assert_refund_invariants(payment, at_stripe=fake_stripe)
+    assert payment.refunded_amount == 4000
+
+
+@pytest.mark.django_db
+def test_answer_lost_then_the_client_retries_with_its_key_gets_the_same_refund(staff_api, paid_payment, fake_stripe):
+    """The retry resends the same Stripe idempotency key, so Stripe answers with the refund it made."""
+    payment = paid_payment(amount=10_000)
+    fake_stripe.add_fault("drop", method="POST", path=REFUNDS_AT_STRIPE, times=1)
+    assert refund(staff_api, payment, {"amount": 4000}).status_code == 503
+
+    retried = refund(staff_api, payment, {"amount": 4000})
+
+    assert retried.status_code == 201
+    [made] = fake_stripe.list("refunds")
+    assert retried.json()["stripe_refund_id"] == made["id"]
+    assert Refund.objects.count() == 1
+    assert_refund_invariants(payment, at_stripe=fake_stripe)
+
+
+@pytest.mark.django_db
+def test_process_dies_after_reserving_and_retry_refunds_finishes_the_job(staff, paid_payment, fake_stripe):
+    """Step (a) committed, then nothing: once its lease has expired, retry_refunds sends it, once."""
+    payment = paid_payment(amount=10_000)
+    reserved, _ = refund_reserve(payment=payment, amount=2500, created_by=staff, idempotency_key="crashed")
+    assert fake_stripe.list("refunds") == []
+    assert_refund_invariants(payment)
+    expire_lease(reserved)
+
+    retry_refunds()
+    retry_refunds()
+
+    reserved.refresh_from_db()
+    assert reserved.status == Refund.Status.SUCCEEDED
+    [made] = fake_stripe.list("refunds")
+    assert made["metadata"]["refund_id"] == str(reserved.id)
+    assert_refund_invariants(payment, at_stripe=fake_stripe)
+    assert payment.refunded_amount == 2500
+    assert payment.status == Payment.Status.PARTIALLY_REFUNDED
+
+
+@pytest.mark.django_db
+def test_a_refund_stripe_made_under_a_forgotten_key_is_found_not_repeated(staff, paid_payment, fake_stripe):
+    """Stripe forgets idempotency keys after 24 hours: an older refund is first looked for by our id at Stripe."""
+    payment = paid_payment(amount=10_000)
+    reserved, _ = refund_reserve(payment=payment, amount=2500, created_by=staff, idempotency_key="old")
+    Refund.objects.filter(pk=reserved.pk).update(created_at=timezone.now() - timedelta(hours=25))
+    expire_lease(reserved)
+    stripe_gateway.refund_create(
+        payment_intent_id=payment.stripe_payment_intent_id,
+        amount=2500,
+        idempotency_key="a-key-stripe-no-longer-knows",
+        metadata={"refund_id": str(reserved.id), "payment_id": str(payment.id)},
+    )
+
+    retry_refunds()
+
+    [made] = fake_stripe.list("refunds")
+    reserved.refresh_from_db()
+    assert reserved.stripe_refund_id == made["id"]
+    assert_refund_invariants(payment, at_stripe=fake_stripe)
+
+
+@pytest.mark.django_db
+def test_retry_refunds_keeps_a_refund_pending_while_stripe_still_fails(staff, paid_payment, fake_stripe):
+    payment = paid_payment(amount=10_000)
+    reserved, _ = refund_reserve(payment=payment, amount=2500, created_by=staff, idempotency_key="k")
+    expire_lease(reserved)
+    fake_stripe.add_fault("error500", method="POST", path=REFUNDS_AT_STRIPE)
+
+    with pytest.raises(CommandError, match="1 refund"):
+        retry_refunds()
+
+    reserved.refresh_from_db()
+    assert reserved.status == Refund.Status.PENDING
+    assert_refund_invariants(payment)
+
+
+@pytest.mark.django_db
+def test_a_definite_refusal_fails_the_refund_and_frees_its_amount(staff_api, owner_api, fake_stripe):
+    """
+    Stripe refuses (here: the payment was never charged at Stripe): 409
+    refund_refused, the refund is kept `failed` for the audit trail, and the
+    same key answers the same refusal again.
+    """
+    created = owner_api.post(
+        "/api/payments/", {"amount": 5000, "currency": "usd"}, format="json", HTTP_IDEMPOTENCY_KEY="p"
+    )
+    Payment.objects.filter(pk=created.json()["id"]).update(status=Payment.Status.SUCCEEDED)
+    payment = Payment.objects.get()
+
+    response = refund(staff_api, payment, {"amount": 5000})
+
+    assert response.status_code == 409
+    body = response.json()
+    assert body["code"] == "refund_refused"
+    assert body["detail"].startswith("Stripe refused the refund: ")
+    failed = Refund.objects.get()
+    assert body["refund_id"] == str(failed.id)
+    assert failed.status == Refund.Status.FAILED and failed.failure_reason
+    assert_refund_invariants(payment)
+    assert payment.refunded_amount == 0
+
+    again = refund(staff_api, payment, {"amount": 5000})
+    assert again.status_code == 409 and again.json() == body
+    # Nothing is held by the failed refund: the whole amount may be asked for again.
+    assert refund(staff_api, payment, {"amount": 5000}, key="new").json()["code"] == "refund_refused"
+    assert "0 refund(s) awaiting Stripe" in retry_refunds()
+    assert_refund_invariants(payment)
+
+
+@pytest.mark.django_db
+def test_retry_refunds_leaves_a_refund_being_sent_right_now_to_its_request(staff, paid_payment, fake_stripe):
+    payment = paid_payment(amount=10_000)
+    reserved, _ = refund_reserve(payment=payment, amount=2500, created_by=staff, idempotency_key="in-flight")
+
+    assert "0 refund(s) awaiting Stripe" in retry_refunds()
+
+    reserved.refresh_from_db()
+    assert reserved.status == Refund.Status.PENDING and reserved.stripe_call_started_at is not None
+    assert fake_stripe.list("refunds") == []
+    assert_refund_invariants(payment)
+
+
+@pytest.mark.django_db
+def test_a_refund_that_cannot_be_recorded_does_not_keep_the_others_waiting(staff, paid_payment, fake_stripe):
+    """
+    The local Stripe accepts over-refunds where Stripe refuses them: after a
+    dashboard refund took most of the charge, ours cannot be recorded (the
+    refunded amount would pass the charge). It is reported and the next is done.
+    """
+    stuck_payment = paid_payment(amount=10_000)
+    stuck, _ = refund_reserve(payment=stuck_payment, amount=5000, created_by=staff, idempotency_key="stuck")
+    dashboard = stripe_gateway.refund_create(
+        payment_intent_id=stuck_payment.stripe_payment_intent_id, amount=8000, idempotency_key="dash", metadata={}
+    )
+    refund_record_stripe_refund(stripe_refund=dashboard)
+    payment = paid_payment(amount=10_000)
+    waiting, _ = refund_reserve(payment=payment, amount=2500, created_by=staff, idempotency_key="waiting")
+    expire_lease(stuck)
+    expire_lease(waiting)
+
+    with pytest.raises(CommandError, match="1 refund"):
+        retry_refunds()
+
+    stuck.refresh_from_db()
+    assert stuck.status == Refund.Status.PENDING and stuck.stripe_refund_id is None
+    waiting.refresh_from_db()
+    assert waiting.status == Refund.Status.SUCCEEDED
+    assert_refund_invariants(payment, at_stripe=fake_stripe)
+
+
+@pytest.mark.django_db
+def test_a_stripe_timeout_leaves_the_refund_pending_and_it_is_made_once(staff_api, paid_payment, fake_stripe, settings):
+    payment = paid_payment(amount=10_000)
+    settings.STRIPE_TIMEOUT = 0.5
+    fake_stripe.add_fault("hang", method="POST", path=REFUNDS_AT_STRIPE, times=1, seconds=1)
+
+    response = refund(staff_api, payment, {"amount": 4000})
+
+    assert response.status_code == 503
+    assert Refund.objects.get().status == Refund.Status.PENDING
+    assert_refund_invariants(payment)
+
+    # The hung request finishes at the local Stripe a moment later; until then
+    # the same key is still in use there and the refund stays unanswered.
+    deadline = timezone.now() + timedelta(seconds=10)
+    while Refund.objects.get().stripe_refund_id is None and timezone.now() < deadline:
+        try:
+            retry_refunds()
+        except CommandError:
+            pass
+    assert Refund.objects.get().status == Refund.Status.SUCCEEDED
+    assert len(fake_stripe.list("refunds")) == 1
+    assert_refund_invariants(payment, at_stripe=fake_stripe)

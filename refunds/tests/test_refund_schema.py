@@ -1,0 +1,24 @@
+"""The refunds API in the OpenAPI schema."""
+
+import pytest
+
+
+@pytest.mark.django_db
+def test_openapi_schema_describes_the_refunds_api(client):
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+
+    refunds = schema["paths"]["/api/payments/{payment_id}/refunds/"]
+    assert set(refunds) >= {"get", "post"}
+    assert any(p["name"] == "Idempotency-Key" and p["required"] for p in refunds["post"]["parameters"])
+    assert {"201", "400", "403", "404", "409", "422", "502", "503"} <= set(refunds["post"]["responses"])
+    assert set(schema["components"]["schemas"]["Refund"]["properties"]) == {
+        "id",
+        "payment",
+        "stripe_refund_id",
+        "amount",
+        "status",
+        "reason",
+        "note",
+        "created_at",
+    }
+    assert "RefundStatusEnum" in schema["components"]["schemas"]

@@ -1,0 +1,52 @@
+from datetime import timedelta
+
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
+
+from payments.models import Payment
+from refunds.models import Refund
+from webhooks.services import payment_reconcile, refund_reconcile
+
+PROGRESS_EVERY = 100
+
+
+class Command(BaseCommand):
+    help = (
+        "Bring every non-final payment and every pending refund up to Stripe's state (the fix for missed "
+        "webhooks). Reads Stripe and applies the same order rules as the webhooks: safe to run any number of times."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--since", type=float, metavar="HOURS", help="only payments and refunds created in the last HOURS hours"
+        )
+
+    def handle(self, *args, since, **options):
+        if since is not None and since <= 0:
+            raise CommandError("--since must be a positive number of hours.")
+        payments = Payment.objects.exclude(status__in=Payment.FINAL).order_by("created_at")
+        refunds = (
+            Refund.objects.filter(status__in=(Refund.Status.PENDING, Refund.Status.REQUIRES_ACTION))
+            .select_related("payment")
+            .order_by("created_at")
+        )
+        if since is not None:
+            cutoff = timezone.now() - timedelta(hours=since)
+            payments = payments.filter(created_at__gte=cutoff)
+            refunds = refunds.filter(created_at__gte=cutoff)
+        self._run("payments", payments, lambda payment: payment_reconcile(payment=payment))
+        self._run("refunds", refunds, lambda refund: refund_reconcile(refund=refund))
+
+    def _run(self, label, queryset, reconcile):
+        total = queryset.count()
+        checked = changed = problems = 0
+        for obj in queryset.iterator():
+            result = reconcile(obj)
+            checked += 1
+            changed += result.changed
+            if result.problem:
+                problems += 1
+                self.stderr.write(f"{label[:-1]} {obj.pk}: {result.problem}")
+            if checked % PROGRESS_EVERY == 0:
+                self.stdout.write(f"… {label}: {checked}/{total}")
+        self.stdout.write(f"{label}: {checked} checked, {changed} updated, {problems} not brought up to date")

@@ -1,0 +1,209 @@
+"""
+Stripe events built the way Stripe documents them, and signed for real.
+
+Every object starts from Stripe's own example at the current API version
+(stripe_objects.json, from stripe/openapi's fixtures, MIT licence) with the
+fields a test cares about replaced. Reusable by any test or load test:
+`post_event(client, payment_intent_event("payment_intent.succeeded", ...))`.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import time
+from functools import cache
+from pathlib import Path
+
+import stripe
+from django.conf import settings
+
+from payments.services import PAYMENT_ID_METADATA_KEY
+
+OBJECTS_FILE = Path(__file__).with_name("stripe_objects.json")
+CURRENT_API_VERSION = "2025-10-29.clover"
+# localstripe's events say this; its PaymentIntent statuses use that version's names.
+LOCALSTRIPE_API_VERSION = "2017-08-15"
+
+_ids = itertools.count(1)
+
+
+@cache
+def _examples() -> dict:
+    return json.loads(OBJECTS_FILE.read_text())
+
+
+def example(name: str) -> dict:
+    """A fresh copy of Stripe's example object `name` (payment_intent, charge, refund, dispute, event)."""
+    return copy.deepcopy(_examples()[name])
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_test{next(_ids):010d}"
+
+
+def payment_intent_object(
+    *,
+    intent_id: str | None = None,
+    status: str = "requires_payment_method",
+    amount: int = 2000,
+    currency: str = "usd",
+    payment=None,
+    metadata: dict | None = None,
+    last_payment_error: dict | None = None,
+    latest_charge=None,
+    created: int | None = None,
+) -> dict:
+    """A PaymentIntent; with `payment`, one our app made (its id, amount and metadata)."""
+    intent = example("payment_intent")
+    if payment is not None:
+        intent_id = intent_id or payment.stripe_payment_intent_id
+        amount, currency = payment.amount, payment.currency
+        metadata = {**(metadata or {}), PAYMENT_ID_METADATA_KEY: str(payment.id)}
+    intent.update(
+        id=intent_id or new_id("pi"),
+        status=status,
+        amount=amount,
+        amount_received=amount if status == "succeeded" else 0,
+        amount_capturable=amount if status == "requires_capture" else 0,
+        currency=currency,
+        metadata=metadata or {},
+        last_payment_error=last_payment_error,
+        latest_charge=latest_charge,
+        canceled_at=None,
+        created=created or int(time.time()),
+        next_action={"type": "use_stripe_sdk"} if status == "requires_action" else None,
+        processing=None,
+    )
+    intent["client_secret"] = f"{intent['id']}_secret_test"
+    return intent
+
+
+def card_declined_error() -> dict:
+    return {
+        "type": "card_error",
+        "code": "card_declined",
+        "decline_code": "generic_decline",
+        "message": "Your card was declined.",
+    }
+
+
+def charge_object(*, intent_id: str, amount: int = 2000, amount_refunded: int = 0, refunds=None) -> dict:
+    """A captured charge of `intent_id`. A current charge embeds no refunds; pass `refunds` for an old API's shape."""
+    charge = example("charge")
+    charge.update(
+        id=new_id("ch"),
+        payment_intent=intent_id,
+        amount=amount,
+        amount_captured=amount,
+        amount_refunded=amount_refunded,
+        captured=True,
+        paid=True,
+        refunded=amount_refunded >= amount,
+        status="succeeded",
+    )
+    charge.pop("refunds", None)
+    if refunds is not None:
+        charge["refunds"] = {"object": "list", "data": refunds, "has_more": False, "url": "/v1/refunds"}
+    return charge
+
+
+def refund_object(
+    *,
+    intent_id: str | None,
+    refund_id: str | None = None,
+    amount: int = 500,
+    status: str = "succeeded",
+    metadata: dict | None = None,
+    failure_reason: str | None = None,
+    created: int | None = None,
+) -> dict:
+    refund = example("refund")
+    refund.update(
+        id=refund_id or new_id("re"),
+        payment_intent=intent_id,
+        charge=new_id("ch"),
+        amount=amount,
+        status=status,
+        metadata=metadata or {},
+        created=created or int(time.time()),
+    )
+    if failure_reason:
+        refund["failure_reason"] = failure_reason
+    return refund
+
+
+def dispute_object(
+    *, intent_id: str | None, dispute_id: str | None = None, amount: int = 2000, status: str = "needs_response"
+) -> dict:
+    dispute = example("dispute")
+    dispute.update(
+        id=dispute_id or new_id("dp"), payment_intent=intent_id, amount=amount, status=status, reason="fraudulent"
+    )
+    return dispute
+
+
+def stripe_event(
+    event_type: str,
+    obj: dict,
+    *,
+    event_id: str | None = None,
+    created: int | None = None,
+    api_version: str = CURRENT_API_VERSION,
+    previous_attributes: dict | None = None,
+) -> dict:
+    """An event around `obj`, shaped like Stripe's example event."""
+    event = example("event")
+    event.update(
+        id=event_id or new_id("evt"),
+        type=event_type,
+        created=created or int(time.time()),
+        api_version=api_version,
+        data={"object": obj},
+        pending_webhooks=1,
+        request={"id": new_id("req"), "idempotency_key": None},
+    )
+    if previous_attributes is not None:
+        event["data"]["previous_attributes"] = previous_attributes
+    return event
+
+
+def payment_intent_event(event_type: str, payment=None, *, created: int | None = None, **intent) -> dict:
+    """`payment_intent.<x>` for `payment` (or a PaymentIntent the app never made), in the status the type implies."""
+    status = intent.pop("status", None) or INTENT_STATUS_OF[event_type]
+    if event_type == "payment_intent.payment_failed":
+        intent.setdefault("last_payment_error", card_declined_error())
+    return stripe_event(
+        event_type,
+        payment_intent_object(payment=payment, status=status, created=created, **intent),
+        created=created,
+    )
+
+
+INTENT_STATUS_OF = {
+    "payment_intent.created": "requires_payment_method",
+    "payment_intent.processing": "processing",
+    "payment_intent.requires_action": "requires_action",
+    "payment_intent.succeeded": "succeeded",
+    "payment_intent.payment_failed": "requires_payment_method",
+    "payment_intent.canceled": "canceled",
+    "payment_intent.amount_capturable_updated": "requires_capture",
+}
+
+
+def sign(body: str, *, secret: str | None = None, timestamp: int | None = None) -> str:
+    """The `Stripe-Signature` header Stripe would send with `body`."""
+    return stripe.WebhookSignature.generate_signature_header(
+        body, secret or settings.STRIPE_WEBHOOK_SECRET, timestamp=timestamp or int(time.time())
+    )
+
+
+def post_event(client, event: dict | str, *, secret: str | None = None, timestamp: int | None = None, signature=None):
+    """POST the event to /webhooks/stripe/ as Stripe does (raw JSON body, signed)."""
+    body = event if isinstance(event, str) else json.dumps(event)
+    headers = {}
+    signature = signature if signature is not None else sign(body, secret=secret, timestamp=timestamp)
+    if signature:
+        headers["HTTP_STRIPE_SIGNATURE"] = signature
+    return client.post("/webhooks/stripe/", data=body, content_type="application/json", **headers)
