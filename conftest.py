@@ -167,3 +167,9 @@ def support_refunder(db):
 @pytest.fixture
 def superuser(db):
     return UserFactory(username="root", email="root@example.com", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def fast_password_hashing(settings):
+    """Users made by the dozen: MD5 instead of PBKDF2's deliberate slowness (tests only)."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -1,9 +1,9 @@
 """
 The support desk's four busiest pages at scale, against a stock ModelAdmin on the same data.
 
-    createdb -h 127.0.0.1 -U postgres paymentsite_bench
-    DATABASE_URL=postgres://postgres@127.0.0.1:5432/paymentsite_bench \\
-        .venv/bin/python benchmarks/admin_pages.py [--payments 1000000] [--runs 5]
+    createdb -h 127.0.0.1 -U postgres paymentsite_admin_bench
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/paymentsite_admin_bench \\
+        .venv/bin/python -m benchmarks.admin_pages [--payments 1000000] [--runs 5]
 
 Migrates the database and, if it holds fewer payments than asked, adds the rest
 with `seed_demo_data` (with a fifth as many refunds). Then it requests, through

@@ -11,6 +11,8 @@ from payments.models import Dispute, Payment
 from payments.tests.factories import PaymentFactory
 from refunds.tests.factories import PaidPaymentFactory, paid_payment_at_stripe
 
+pytestmark = pytest.mark.usefixtures("fast_password_hashing")
+
 PASSWORD = "correct horse battery staple"
 
 

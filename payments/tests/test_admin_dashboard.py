@@ -13,6 +13,8 @@ from refunds.models import Refund
 from refunds.tests.factories import PaidPaymentFactory, RefundFactory
 from webhooks.models import WebhookEvent
 
+pytestmark = pytest.mark.usefixtures("fast_password_hashing")
+
 DASHBOARD = "/admin/payments/payment/dashboard/"
 
 
@@ -89,8 +91,10 @@ def test_attention_counts_link_to_the_filtered_lists(client, support_viewer, kno
 
     stuck = client.get(response.context["stuck_refunds_url"])
     disputes = client.get(response.context["open_disputes_url"])
+    webhooks = client.get(response.context["failed_webhooks_url"])
 
     assert [r.note for r in stuck.context["cl"].result_list] == ["stuck one"]
+    assert sorted(e.stripe_event_id for e in webhooks.context["cl"].result_list) == ["evt_0", "evt_1"]
     assert sorted(d.status for d in disputes.context["cl"].result_list) == ["needs_response", "under_review"]
 
 

@@ -6,6 +6,8 @@ from django.urls import reverse
 from payments.models import Dispute
 from refunds.tests.factories import PaidPaymentFactory
 
+pytestmark = pytest.mark.usefixtures("fast_password_hashing")
+
 CHANGELIST = "/admin/payments/dispute/"
 
 

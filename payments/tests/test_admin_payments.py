@@ -19,6 +19,8 @@ from payments.tests.factories import PaymentFactory, UserFactory
 from refunds.tests.factories import PaidPaymentFactory, RefundFactory
 from webhooks.models import WebhookEvent
 
+pytestmark = pytest.mark.usefixtures("fast_password_hashing")
+
 CHANGELIST = "/admin/payments/payment/"
 
 
@@ -168,6 +170,8 @@ def test_payment_page_shows_its_refunds_disputes_and_webhook_events_newest_first
     assert "another payment's refund" not in body
     assert "dp_1" in body and "needs_response" in body
     assert body.index("evt_new") < body.index("evt_old")
+    event = WebhookEvent.objects.get(stripe_event_id="evt_new")
+    assert reverse("admin:webhooks_webhookevent_change", args=[event.pk]) in body
 
 
 @pytest.mark.django_db

@@ -11,6 +11,8 @@ from payments.tests.factories import UserFactory
 from refunds.models import Refund
 from refunds.tests.factories import PaidPaymentFactory
 
+pytestmark = pytest.mark.usefixtures("fast_password_hashing")
+
 READ_PAGES = {
     "list": lambda p: reverse("admin:payments_payment_changelist"),
     "payment": lambda p: reverse("admin:payments_payment_change", args=[p.pk]),

@@ -13,6 +13,8 @@ from django.urls import reverse
 from payments.models import Payment
 from refunds.models import Refund
 
+pytestmark = pytest.mark.usefixtures("fast_password_hashing")
+
 
 @pytest.fixture
 def paid(paid_payment):

@@ -9,6 +9,8 @@ from django.utils import timezone
 from refunds.models import Refund
 from refunds.tests.factories import RefundFactory
 
+pytestmark = pytest.mark.usefixtures("fast_password_hashing")
+
 CHANGELIST = "/admin/refunds/refund/"
 
 
