@@ -44,6 +44,7 @@ def test_staff_find_a_payment_and_refund_part_of_it(
     page.fill("#id_amount", "5.00")
     page.select_option("#id_reason", "requested_by_customer")
     page.fill("#id_note", "Customer kept one item")
+    screenshot("admin-refund-form")
     page.click("#review-refund")
     expect(page.locator("#refund-confirmation")).to_contain_text("$15.00 will be left")
     screenshot("admin-refund-confirmation")
