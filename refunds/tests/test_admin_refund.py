@@ -4,10 +4,13 @@ with the form's one-time token as the idempotency key, against the local Stripe.
 """
 
 import re
+import threading
 
 import pytest
 from django.contrib.admin.models import ADDITION, LogEntry
 from django.contrib.messages import get_messages
+from django.db import connection
+from django.test import Client
 from django.urls import reverse
 
 from payments.models import Payment
@@ -166,3 +169,34 @@ def test_stripe_failing_leaves_the_refund_pending_and_says_so(desk, paid, fake_s
     assert Refund.objects.get().status == Refund.Status.PENDING
     paid.refresh_from_db()
     assert paid.refunded_amount == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_double_click_sent_at_the_same_moment_refunds_once(paid, support_refunder, fake_stripe):
+    """Two confirmations of one form racing each other (real concurrent transactions): one refund."""
+    clients = [Client(), Client()]
+    for client in clients:
+        client.force_login(support_refunder)
+    token = form_token(clients[0].get(refund_url(paid)))
+    form = {"amount": "5.00", "token": token, "confirm": "yes"}
+    start = threading.Barrier(2)
+    statuses = []
+
+    def confirm(client):
+        try:
+            start.wait()
+            statuses.append(client.post(refund_url(paid), form).status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=confirm, args=(client,)) for client in clients]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(statuses) == 2 and 302 in statuses
+    assert Refund.objects.count() == 1
+    assert len(fake_stripe.list("refunds")) == 1
+    paid.refresh_from_db()
+    assert paid.refunded_amount == 500
