@@ -21,9 +21,10 @@ from django.utils import timezone
 from payments import stripe_gateway
 from payments.models import Payment
 from payments.services import payment_record_intent
+from paymentsite.storable import unstorable_string_problem
 from refunds.models import Refund
 from refunds.services import REFUND_ID_METADATA_KEY, refund_record_stripe_refund
-from webhooks.handlers import HANDLERS, EventIgnored
+from webhooks.handlers import HANDLERS, EventIgnored, object_problem
 from webhooks.models import WebhookEvent
 
 logger = logging.getLogger(__name__)
@@ -55,6 +56,12 @@ def parse_event(body: bytes) -> dict:
     data = event.get("data")
     if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
         raise InvalidEvent("The event has no data.object.")
+    problem = object_problem(event["type"], data["object"])
+    if problem:
+        raise InvalidEvent(problem)
+    problem = unstorable_string_problem(event)
+    if problem:
+        raise InvalidEvent(f"The event cannot be stored: {problem}.")
     return event
 
 
