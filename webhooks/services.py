@@ -164,6 +164,25 @@ def payment_reconcile(*, payment: Payment) -> ReconcileResult:
         return ReconcileResult(changed=payment.status != before)
 
 
+def payment_reconcile_refunds(*, payment: Payment) -> ReconcileResult:
+    """
+    List the refunds Stripe holds for a paid payment and record each one: a
+    refund made in the Stripe dashboard whose events were all lost is found
+    here, and one already recorded changes nothing. Locks: as
+    `refund_record_stripe_refund`, only after Stripe has answered. Safe to repeat.
+    """
+    try:
+        stripe_refunds = stripe_gateway.refund_list(payment_intent_id=payment.stripe_payment_intent_id)
+    except stripe_gateway.StripeError as exc:
+        return ReconcileResult(problem=f"Stripe: {exc.message}")
+    changed = False
+    for stripe_refund in stripe_refunds:
+        known = Refund.objects.filter(stripe_refund_id=stripe_refund["id"]).values_list("status", flat=True).first()
+        recorded = refund_record_stripe_refund(stripe_refund=stripe_refund)
+        changed |= recorded is not None and recorded.status != known
+    return ReconcileResult(changed=changed)
+
+
 def refund_reconcile(*, refund: Refund) -> ReconcileResult:
     """
     Read a pending refund from Stripe and record it. One that never got Stripe's
