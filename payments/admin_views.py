@@ -104,12 +104,15 @@ class RefundView(View):
         return super().dispatch(request, object_id)
 
     def get(self, request, object_id):
-        if self.payment.status not in Payment.REFUNDABLE or not self.refundable:
+        if not self.is_refundable():
             messages.error(request, self.not_refundable_message())
             return redirect(self.payment_url())
         return self.render(self.form(initial=RefundForm.initial_for(self.currency, self.refundable)))
 
     def post(self, request, object_id):
+        if not self.is_refundable():
+            messages.error(request, self.not_refundable_message())
+            return redirect(self.payment_url())
         form = self.form(data=request.POST)
         if not form.is_valid() or "edit" in request.POST:
             return self.render(form)
@@ -174,6 +177,9 @@ class RefundView(View):
 
     def amount_text(self, form) -> str:
         return self.currency.format(form.cleaned_data["amount"])
+
+    def is_refundable(self) -> bool:
+        return self.payment.status in Payment.REFUNDABLE and self.refundable > 0
 
     def not_refundable_message(self) -> str:
         if self.payment.status not in Payment.REFUNDABLE:

@@ -13,7 +13,7 @@ from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
-from payments.models import Payment
+from payments.models import Dispute, Payment
 from refunds.models import Refund
 
 pytestmark = pytest.mark.usefixtures("fast_password_hashing")
@@ -142,18 +142,31 @@ def test_the_same_form_sent_twice_refunds_once(desk, paid, fake_stripe):
 
 
 @pytest.mark.django_db
-def test_a_refused_refund_shows_the_services_message(desk, paid):
-    """The payment stopped being refundable between the review and the confirmation: the service says why."""
+def test_a_refund_the_service_refuses_shows_its_message(desk, paid):
+    """The customer won a chargeback between the review and the confirmation: the service says why."""
+    token = form_token(desk.get(refund_url(paid)))
+    Dispute.objects.create(stripe_dispute_id="dp_lost", payment=paid, amount=2000, status="lost")
+
+    response = desk.post(refund_url(paid), {"amount": "5.00", "token": token, "confirm": "yes"})
+
+    assert response.status_code == 400
+    assert any("dispute was lost" in m for m in messages_of(response))
+    assert not Refund.objects.exists()
+    # A fresh token for the next attempt.
+    assert form_token(response) != token
+
+
+@pytest.mark.django_db
+def test_a_payment_no_longer_refundable_is_refused_before_the_service(desk, paid, fake_stripe):
     token = form_token(desk.get(refund_url(paid)))
     Payment.objects.filter(pk=paid.pk).update(status=Payment.Status.CANCELED)
 
     response = desk.post(refund_url(paid), {"amount": "5.00", "token": token, "confirm": "yes"})
 
-    assert response.status_code == 400
-    assert [m for m in messages_of(response) if m]
-    assert not Refund.objects.filter(status__in=Refund.HOLDING).exists()
-    # A fresh token for the next attempt.
-    assert form_token(response) != token
+    assert response.status_code == 302
+    assert any("cannot be refunded: it is canceled" in m for m in messages_of(response))
+    assert not Refund.objects.exists()
+    assert fake_stripe.list("refunds") == []
 
 
 @pytest.mark.django_db
