@@ -68,6 +68,7 @@ def test_dashboard_in_the_browser(page, live_server, screenshot, support_refunde
         stripe_dispute_id="dp_browser", payment=Payment.objects.first(), amount=1000, status="needs_response"
     )
     sign_in(page, live_server, support_refunder)
+    screenshot("admin-index")
 
     page.click("#dashboard-link")
 
