@@ -267,15 +267,11 @@ class PaymentAdmin(admin.ModelAdmin):
     def can_refund(self, request, payment: Payment) -> bool:
         return request.user.has_perm("refunds.add_refund") and self.has_view_permission(request, payment)
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        payment = self.get_object(request, object_id)
-        extra_context = {
-            **(extra_context or {}),
-            "show_refund_button": payment is not None
-            and self.can_refund(request, payment)
-            and payment.status in Payment.REFUNDABLE,
-        }
-        return super().change_view(request, object_id, form_url, extra_context)
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        context["show_refund_button"] = (
+            obj is not None and obj.status in Payment.REFUNDABLE and self.can_refund(request, obj)
+        )
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     @admin.display(description="Payment")
     def short_id(self, obj):
