@@ -110,7 +110,13 @@ class RefundView(View):
         return self.render(self.form(initial=RefundForm.initial_for(self.currency, self.refundable)))
 
     def post(self, request, object_id):
-        if not self.is_refundable():
+        sent = self.refund_sent_with(request.POST) if "confirm" in request.POST else None
+        if sent is not None and sent.status in Refund.HOLDING:
+            # The same confirmation again (a reload, a double-click): the money its
+            # first sending set aside is not counted against it, so it reaches the
+            # service, which answers with that first refund instead of a new one.
+            self.refundable += sent.amount
+        elif not self.is_refundable():
             messages.error(request, self.not_refundable_message())
             return redirect(self.payment_url())
         form = self.form(data=request.POST)
@@ -120,9 +126,18 @@ class RefundView(View):
             return self.render(form, confirming=True)
         return self.refund(form)
 
+    @staticmethod
+    def idempotency_key(token: str) -> str:
+        return f"admin-{token}"
+
+    def refund_sent_with(self, data) -> Refund | None:
+        """The refund an earlier sending of this form made, if any."""
+        token = data.get("token", "")
+        return self.payment.refunds.filter(idempotency_key=self.idempotency_key(token)).first() if token else None
+
     def refund(self, form):
         request = self.request
-        key = f"admin-{form.cleaned_data['token']}"
+        key = self.idempotency_key(form.cleaned_data["token"])
         try:
             refund, replayed = refund_services.refund_create(
                 payment=self.payment,
@@ -139,7 +154,7 @@ class RefundView(View):
             data["token"] = RefundForm.new_token()
             return self.render(self.form(data=data), status=400)
         except StripeError as exc:
-            refund = Refund.objects.filter(payment=self.payment, idempotency_key=key).first()
+            refund = self.refund_sent_with(form.cleaned_data)
             if refund is not None:
                 self.log(refund)
             if exc.ambiguous:

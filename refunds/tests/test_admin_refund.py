@@ -125,19 +125,25 @@ def test_over_refund_is_refused_with_what_is_left(desk, paid, fake_stripe):
 
 
 @pytest.mark.django_db
-def test_the_same_form_sent_twice_refunds_once(desk, paid, fake_stripe):
-    """A double-click or a reload of the confirmation sends the same token: one refund."""
+@pytest.mark.parametrize("amount, minor", [("5.00", 500), ("15.00", 1500), ("20.00", 2000)])
+def test_the_same_form_sent_twice_refunds_once(desk, paid, fake_stripe, amount, minor):
+    """
+    A double-click or a reload of the confirmation sends the same token: one
+    refund, and the second answer says so, even when what is left is now less
+    than the form's amount (or nothing).
+    """
     token = form_token(desk.get(refund_url(paid)))
-    form = {"amount": "5.00", "note": "once", "token": token, "confirm": "yes"}
+    form = {"amount": amount, "note": "once", "token": token, "confirm": "yes"}
 
     desk.post(refund_url(paid), form)
     again = desk.post(refund_url(paid), form)
 
+    assert again.status_code == 302
     assert any("already sent" in m for m in messages_of(again))
     assert Refund.objects.count() == 1
     assert len(fake_stripe.list("refunds")) == 1
     paid.refresh_from_db()
-    assert paid.refunded_amount == 500
+    assert paid.refunded_amount == minor
     assert LogEntry.objects.count() == 1
 
 
