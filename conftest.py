@@ -131,3 +131,45 @@ def screenshot(page):
         return path
 
     return take
+
+
+# --- The support desk (the admin) ---------------------------------------------
+
+SUPPORT_DESK_VIEW_PERMISSIONS = (
+    ("payments", "view_payment"),
+    ("payments", "view_dispute"),
+    ("refunds", "view_refund"),
+    ("webhooks", "view_webhookevent"),
+)
+
+
+def support_desk_user(username: str, *, can_refund: bool):
+    user = UserFactory(username=username, email=f"{username}@example.com", is_staff=True)
+    codenames = [codename for _, codename in SUPPORT_DESK_VIEW_PERMISSIONS]
+    if can_refund:
+        codenames.append("add_refund")
+    user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    return user
+
+
+@pytest.fixture
+def support_viewer(db):
+    """Support staff who may look at everything in the support desk but not refund."""
+    return support_desk_user("vera", can_refund=False)
+
+
+@pytest.fixture
+def support_refunder(db):
+    """Support staff who may look at everything and refund (`refunds.add_refund`)."""
+    return support_desk_user("rita", can_refund=True)
+
+
+@pytest.fixture
+def superuser(db):
+    return UserFactory(username="root", email="root@example.com", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def fast_password_hashing(settings):
+    """Users made by the dozen: MD5 instead of PBKDF2's deliberate slowness (tests only)."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -31,6 +31,14 @@ def fresh_database(name: str) -> None:
     manage(name, "migrate", "--no-input", "-v", "0")
 
 
+def setup_django(database_name: str) -> None:
+    """Django in this process on `database_name`, to build objects and read results with the project's code."""
+    import django
+
+    os.environ.update(site_environment(database_name=database_name, stripe_api_base=NO_STRIPE))
+    django.setup()
+
+
 def manage(database_name: str, *args: str, stripe_api_base: str = NO_STRIPE) -> str:
     """Run `manage.py ARGS` on `database_name`; answers its output."""
     result = subprocess.run(

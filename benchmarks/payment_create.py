@@ -36,12 +36,15 @@ def timed(call, count: int) -> list[float]:
     return durations
 
 
-def measure(count: int) -> list[list[object]]:
+def measure(count: int, conn_max_age: int | None = None) -> list[list[object]]:
     fresh_database(DATABASE)
     token = api_token(DATABASE)
+    extra_env = {} if conn_max_age is None else {"CONN_MAX_AGE": str(conn_max_age)}
     with (
         FakeStripe.start() as fake_stripe,
-        SiteServer.start(database_name=DATABASE, stripe_api_base=fake_stripe.api_base, workers=1) as site,
+        SiteServer.start(
+            database_name=DATABASE, stripe_api_base=fake_stripe.api_base, workers=1, extra_env=extra_env
+        ) as site,
     ):
         session = requests.Session()
         session.headers["Authorization"] = f"Token {token}"
@@ -78,8 +81,9 @@ def measure(count: int) -> list[list[object]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--conn-max-age", type=int, default=None, help="override the server's CONN_MAX_AGE")
     args = parser.parse_args()
-    rows = measure(args.requests)
+    rows = measure(args.requests, args.conn_max_age)
     print_table(
         f"Payment creation, sequential, on {machine()}",
         ["path", "requests", "median ms", "p99 ms", "per second"],

@@ -1,76 +1,40 @@
 """
-Webhook ingest benchmark (not a test): how many signed Stripe events per second
-one server process verifies, stores and applies, and at what latency.
+Webhook ingest: how many signed Stripe events per second one server process
+verifies, stores and applies, and at what latency, against a bare Django view
+doing one INSERT of the same body on the same server in the same run.
 
-It creates (or empties) a dedicated database, migrates it, starts gunicorn with
-one worker on 127.0.0.1, posts N signed events from C client threads, then checks
-the database: every distinct event stored once and applied. Duplicates are mixed
-in, as Stripe sends them. STRIPE_API_BASE points at a closed port, so a handler
-that called Stripe would fail loudly instead of looking slow.
+The server is one gunicorn worker process (threads configurable) on a database
+of its own, recreated. Events are PaymentIntents created then succeeded, with a
+share sent twice, as Stripe does; STRIPE_API_BASE points at a closed port, so a
+handler that called Stripe would fail instead of looking slow. At the end the
+database is checked: every distinct event stored once and applied.
 
-    .venv/bin/python benchmarks/webhook_ingest.py [--events 1000] [--concurrency 8] [--threads 4]
-        [--conn-max-age 60] [--database-url postgres://postgres@127.0.0.1:5432/paymentsite_bench]
+    .venv/bin/python -m benchmarks.webhook_ingest [--events 1000] [--concurrency 8] [--threads 4]
+        [--conn-max-age 60]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import threading
 import time
-import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import psycopg
 import requests
+import stripe
 
-ROOT = Path(__file__).resolve().parent.parent
-SECRET = "whsec_benchmark_only"
-DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/paymentsite_bench"
+from benchmarks.harness import NO_STRIPE, fresh_database, machine, percentile, print_table, setup_django
+from paymentsite.siteserver import TEST_WEBHOOK_SECRET, SiteServer
 
-
-def server_environment(database_url: str, conn_max_age: int) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "CONN_MAX_AGE": str(conn_max_age),
-        # whitenoise's notice that collectstatic has not run: irrelevant here.
-        "PYTHONWARNINGS": "ignore:No directory at",
-        "DEBUG": "false",
-        "DJANGO_SECRET_KEY": "benchmark-only-secret-key",
-        "STRIPE_SECRET_KEY": "sk_test_benchmark",
-        "STRIPE_WEBHOOK_SECRET": SECRET,
-        # Nothing listens on port 9: a call to Stripe on the webhook path would fail the event.
-        "STRIPE_API_BASE": "http://127.0.0.1:9",
-        "STRIPE_TIMEOUT": "1",
-    }
-
-
-def fresh_database(database_url: str) -> None:
-    url = urllib.parse.urlsplit(database_url)
-    name = url.path.lstrip("/")
-    admin_url = urllib.parse.urlunsplit(url._replace(path="/postgres"))
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+DATABASE = "paymentsite_bench_ingest"
 
 
 def build_events(count: int, duplicate_share: float) -> tuple[list[str], int]:
-    """Event bodies: each PaymentIntent created, then succeeded; some sent twice. Answers (bodies, distinct)."""
+    """Event bodies: each PaymentIntent created, then succeeded; a share sent twice. Answers (bodies, distinct)."""
     from webhooks.tests.factories import payment_intent_event
 
     now = int(time.time())
@@ -86,17 +50,18 @@ def build_events(count: int, duplicate_share: float) -> tuple[list[str], int]:
 
 
 def post_all(url: str, bodies: list[str], concurrency: int) -> tuple[list[float], dict[int, int], float]:
-    import stripe
-
+    """POST every body, signed as Stripe signs, from `concurrency` threads; answers (latencies s, codes, elapsed s)."""
     local = threading.local()
 
     def post(body: str) -> tuple[float, int]:
         session = getattr(local, "session", None) or requests.Session()
         local.session = session
-        header = stripe.WebhookSignature.generate_signature_header(body, SECRET, timestamp=int(time.time()))
+        signature = stripe.WebhookSignature.generate_signature_header(
+            body, TEST_WEBHOOK_SECRET, timestamp=int(time.time())
+        )
         started = time.perf_counter()
         response = session.post(
-            url, data=body.encode(), headers={"Content-Type": "application/json", "Stripe-Signature": header}
+            url, data=body.encode(), headers={"Content-Type": "application/json", "Stripe-Signature": signature}
         )
         return time.perf_counter() - started, response.status_code
 
@@ -110,79 +75,59 @@ def post_all(url: str, bodies: list[str], concurrency: int) -> tuple[list[float]
     return [latency for latency, _ in results], codes, elapsed
 
 
-def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"gunicorn exited with {process.returncode}")
-        try:
-            requests.get(url, timeout=1)
-            return
-        except requests.ConnectionError:
-            time.sleep(0.2)
-    raise SystemExit("gunicorn did not start in time")
+def stored_events() -> tuple[int, int]:
+    """(webhook events stored from Stripe, of which processed) in the benchmark's database."""
+    with psycopg.connect(f"postgres://postgres@127.0.0.1:5432/{DATABASE}") as conn:
+        return conn.execute(
+            "SELECT count(*), count(*) FILTER (WHERE outcome = 'processed') FROM webhooks_webhookevent"
+            " WHERE stripe_event_id NOT LIKE 'bare_%'"
+        ).fetchone()
+
+
+def measure(*, events: int, concurrency: int, threads: int, conn_max_age: int) -> list[list[object]]:
+    """Rows of the figures table: the webhook endpoint, then the bare INSERT, on one server."""
+    fresh_database(DATABASE)
+    bodies, distinct = build_events(events, duplicate_share=0.1)
+    with SiteServer.start(
+        database_name=DATABASE,
+        stripe_api_base=NO_STRIPE,
+        workers=1,
+        threads=threads,
+        settings_module="benchmarks.settings",
+        extra_env={"CONN_MAX_AGE": str(conn_max_age)},
+    ) as site:
+        webhook = post_all(site.url + "/webhooks/stripe/", bodies, concurrency)
+        bare = post_all(site.url + "/bench/insert/", bodies, concurrency)
+    stored, processed = stored_events()
+    if stored != distinct or processed != distinct or webhook[1] != {200: len(bodies)}:
+        raise SystemExit(f"Events lost, applied twice or refused: {stored=} {processed=} {distinct=} {webhook[1]}")
+    return [
+        [name, len(bodies), f"{len(bodies) / elapsed:.0f}", f"{statistics.median(lat) * 1000:.1f}",
+         f"{percentile(lat, 0.99) * 1000:.1f}"]
+        for name, (lat, _codes, elapsed) in (
+            ("POST /webhooks/stripe/ (verify, store once, apply)", webhook),
+            ("bare view: one INSERT of the body", bare),
+        )
+    ]  # fmt: skip
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=1000, help="distinct events to post (default 1000)")
-    parser.add_argument("--duplicates", type=float, default=0.1, help="share re-posted as duplicates (default 0.1)")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser.add_argument("--events", type=int, default=1000, help="distinct events (default 1000)")
     parser.add_argument("--concurrency", type=int, default=8, help="client threads (default 8)")
     parser.add_argument("--threads", type=int, default=4, help="threads of the one gunicorn worker (default 4)")
-    parser.add_argument(
-        "--conn-max-age", type=int, default=60, help="CONN_MAX_AGE of the server (default 60; 0 reconnects per request)"
-    )
-    parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL, help="a database it may drop and recreate")
+    parser.add_argument("--conn-max-age", type=int, default=60, help="the server's CONN_MAX_AGE (0: reconnect)")
     args = parser.parse_args()
-
-    env = server_environment(args.database_url, args.conn_max_age)
-    os.environ.update(env)
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "paymentsite.settings")
-    django.setup()
-
-    fresh_database(args.database_url)
-    subprocess.run([sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"], cwd=ROOT, env=env, check=True)
-    bodies, distinct = build_events(args.events, args.duplicates)
-
-    port = free_port()
-    gunicorn = Path(sys.executable).with_name("gunicorn")
-    server = subprocess.Popen(
-        [str(gunicorn), "paymentsite.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "1"]
-        + ["--threads", str(args.threads), "--log-level", "warning"],
-        cwd=ROOT,
-        env=env,
+    setup_django(DATABASE)
+    rows = measure(
+        events=args.events, concurrency=args.concurrency, threads=args.threads, conn_max_age=args.conn_max_age
     )
-    try:
-        wait_until_up(f"http://127.0.0.1:{port}/healthz", server)
-        latencies, codes, elapsed = post_all(f"http://127.0.0.1:{port}/webhooks/stripe/", bodies, args.concurrency)
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=10)
-
-    from payments.models import Payment
-    from webhooks.models import WebhookEvent
-
-    stored = WebhookEvent.objects.count()
-    processed = WebhookEvent.objects.filter(outcome=WebhookEvent.Outcome.PROCESSED).count()
-    succeeded = Payment.objects.filter(status=Payment.Status.SUCCEEDED).count()
-    latencies.sort()
-    print(
-        f"gunicorn: 1 worker x {args.threads} threads, CONN_MAX_AGE={args.conn_max_age}; "
-        f"{args.concurrency} client threads"
+    print_table(
+        f"Webhook ingest, one gunicorn worker x {args.threads} threads, {args.concurrency} clients, "
+        f"CONN_MAX_AGE={args.conn_max_age}, on {machine()}",
+        ["endpoint", "requests", "per second", "p50 ms", "p99 ms"],
+        rows,
     )
-    print(f"posted {len(bodies)} requests ({distinct} distinct events, {len(bodies) - distinct} duplicates)")
-    print(f"answers: {dict(sorted(codes.items()))}")
-    print(f"stored {stored} events, {processed} processed; {succeeded} payments succeeded")
-    print(f"throughput: {len(bodies) / elapsed:.0f} requests/s, {distinct / elapsed:.0f} distinct events/s")
-    print(
-        f"latency: p50 {statistics.median(latencies) * 1000:.1f} ms, "
-        f"p99 {latencies[int(len(latencies) * 0.99) - 1] * 1000:.1f} ms, max {latencies[-1] * 1000:.1f} ms"
-    )
-    if stored != distinct or processed != distinct or codes.get(200) != len(bodies):
-        raise SystemExit("Some events were lost, applied twice or refused.")
 
 
 if __name__ == "__main__":

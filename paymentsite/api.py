@@ -11,38 +11,20 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from payments import stripe_gateway
 from payments.exceptions import DomainError
+from paymentsite.storable import unstorable_string_problem
 
 logger = logging.getLogger(__name__)
 
 
 class StrictJSONParser(JSONParser):
-    """
-    JSON whose every string PostgreSQL can store: a NUL character or a lone
-    UTF-16 surrogate is valid JSON but no valid text column or JSONB value, and
-    must be a 400 here rather than a 500 at the INSERT.
-    """
+    """JSON whose every string PostgreSQL can store (see paymentsite.storable)."""
 
     def parse(self, stream, media_type=None, parser_context=None):
         data = super().parse(stream, media_type, parser_context)
-        _refuse_unstorable_strings(data)
+        problem = unstorable_string_problem(data)
+        if problem:
+            raise ParseError(f"JSON parse error - {problem}.")
         return data
-
-
-def _refuse_unstorable_strings(value) -> None:
-    if isinstance(value, dict):
-        for key, item in value.items():
-            _refuse_unstorable_strings(key)
-            _refuse_unstorable_strings(item)
-    elif isinstance(value, list):
-        for item in value:
-            _refuse_unstorable_strings(item)
-    elif isinstance(value, str):
-        if "\x00" in value:
-            raise ParseError("JSON parse error - strings may not contain the NUL character (\\u0000).")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ParseError("JSON parse error - strings may not contain unpaired surrogates.") from None
 
 
 def exception_handler(exc, context):

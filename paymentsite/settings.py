@@ -104,7 +104,11 @@ WSGI_APPLICATION = "paymentsite.wsgi.application"
 
 DATABASES = {"default": env.db("DATABASE_URL", default="postgres:///paymentsite")}
 DATABASES["default"]["ENGINE"] = "django.db.backends.postgresql"
-DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0))
+# Opening a PostgreSQL connection per request was the largest single cost of a
+# payment creation under py-spy (see BENCHMARKS.md): keep them, and check one
+# before reuse so a connection broken by a database restart is replaced, not used.
+DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
+DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
 DATABASES["default"].setdefault("OPTIONS", {})
 # A request that waits on a row lock longer than this fails instead of piling up.
 DATABASES["default"]["OPTIONS"].setdefault("options", f"-c lock_timeout={env.int('DB_LOCK_TIMEOUT_MS', default=10000)}")

@@ -30,6 +30,18 @@ Handler = Callable[[WebhookEvent], Payment | None]
 
 HANDLERS: dict[str, Handler] = {}
 
+# What each kind of Stripe object must carry, and as what, for its handler to read it.
+# An event whose object lacks one is malformed: refused with a 400 before anything
+# is stored, rather than stored as failed and retried by Stripe for days.
+OBJECT_FIELDS: dict[str, dict[str, type]] = {
+    "payment_intent": {"id": str, "status": str, "amount": int, "currency": str},
+    "refund": {"id": str, "status": str, "amount": int},
+    "charge": {"id": str},
+    "dispute": {"id": str, "status": str, "amount": int},
+}
+# The kind of object each handled event type carries.
+CARRIES: dict[str, str] = {}
+
 
 class EventIgnored(Exception):
     """The event is valid but names nothing this site records."""
@@ -39,17 +51,29 @@ class PaymentNotKnownYet(Exception):
     """The event needs a payment that no event has created here yet: Stripe should deliver it again."""
 
 
-def handles(*event_types: str) -> Callable[[Handler], Handler]:
-    """Register the decorated function as the handler of `event_types`."""
+def handles(*event_types: str, carries: str) -> Callable[[Handler], Handler]:
+    """Register the decorated function as the handler of `event_types`, whose object is a `carries`."""
 
     def register(handler: Handler) -> Handler:
         for event_type in event_types:
             if event_type in HANDLERS:
                 raise ValueError(f"{event_type} already has a handler: {HANDLERS[event_type].__name__}")
             HANDLERS[event_type] = handler
+            CARRIES[event_type] = carries
         return handler
 
     return register
+
+
+def object_problem(event_type: str, stripe_object: dict) -> str | None:
+    """What is missing from, or of the wrong type in, the object of an event we handle; None if it reads."""
+    fields = OBJECT_FIELDS.get(CARRIES.get(event_type, ""), {})
+    for name, kind in fields.items():
+        value = stripe_object.get(name)
+        # bool is an int to Python, never to Stripe.
+        if not isinstance(value, kind) or isinstance(value, bool) or (kind is str and not value):
+            return f"The event's {CARRIES[event_type]} has no valid {name}."
+    return None
 
 
 @handles(
@@ -60,6 +84,7 @@ def handles(*event_types: str) -> Callable[[Handler], Handler]:
     "payment_intent.payment_failed",
     "payment_intent.canceled",
     "payment_intent.amount_capturable_updated",
+    carries="payment_intent",
 )
 def payment_intent_changed(event: WebhookEvent) -> Payment:
     """Move the payment to the PaymentIntent's status, if Payment.may_apply allows; adopt unknown intents."""
@@ -75,13 +100,13 @@ def payment_intent_changed(event: WebhookEvent) -> Payment:
     return payment
 
 
-@handles("refund.created", "refund.updated", "refund.failed", "charge.refund.updated")
+@handles("refund.created", "refund.updated", "refund.failed", "charge.refund.updated", carries="refund")
 def refund_changed(event: WebhookEvent) -> Payment:
     """Record the refund (a dashboard refund becomes one with no creator); its payment's balance follows."""
     return _record_refund(event.stripe_object)
 
 
-@handles("charge.refunded")
+@handles("charge.refunded", carries="charge")
 def charge_refunded(event: WebhookEvent) -> Payment | None:
     """
     A charge was refunded. A current charge no longer embeds its refunds (the
@@ -115,6 +140,7 @@ def charge_refunded(event: WebhookEvent) -> Payment | None:
     "charge.dispute.closed",
     "charge.dispute.funds_withdrawn",
     "charge.dispute.funds_reinstated",
+    carries="dispute",
 )
 def dispute_changed(event: WebhookEvent) -> Payment:
     """Record the dispute on its payment; Dispute.may_apply keeps a closed dispute closed."""

@@ -21,9 +21,10 @@ from django.utils import timezone
 from payments import stripe_gateway
 from payments.models import Payment
 from payments.services import payment_record_intent
+from paymentsite.storable import unstorable_string_problem
 from refunds.models import Refund
 from refunds.services import REFUND_ID_METADATA_KEY, refund_record_stripe_refund
-from webhooks.handlers import HANDLERS, EventIgnored
+from webhooks.handlers import HANDLERS, EventIgnored, object_problem
 from webhooks.models import WebhookEvent
 
 logger = logging.getLogger(__name__)
@@ -55,6 +56,12 @@ def parse_event(body: bytes) -> dict:
     data = event.get("data")
     if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
         raise InvalidEvent("The event has no data.object.")
+    problem = object_problem(event["type"], data["object"])
+    if problem:
+        raise InvalidEvent(problem)
+    problem = unstorable_string_problem(event)
+    if problem:
+        raise InvalidEvent(f"The event cannot be stored: {problem}.")
     return event
 
 
@@ -155,6 +162,25 @@ def payment_reconcile(*, payment: Payment) -> ReconcileResult:
         before = payment.status
         payment_record_intent(payment=payment, intent=intent, at=read_at)
         return ReconcileResult(changed=payment.status != before)
+
+
+def payment_reconcile_refunds(*, payment: Payment) -> ReconcileResult:
+    """
+    List the refunds Stripe holds for a paid payment and record each one: a
+    refund made in the Stripe dashboard whose events were all lost is found
+    here, and one already recorded changes nothing. Locks: as
+    `refund_record_stripe_refund`, only after Stripe has answered. Safe to repeat.
+    """
+    try:
+        stripe_refunds = stripe_gateway.refund_list(payment_intent_id=payment.stripe_payment_intent_id)
+    except stripe_gateway.StripeError as exc:
+        return ReconcileResult(problem=f"Stripe: {exc.message}")
+    changed = False
+    for stripe_refund in stripe_refunds:
+        known = Refund.objects.filter(stripe_refund_id=stripe_refund["id"]).values_list("status", flat=True).first()
+        recorded = refund_record_stripe_refund(stripe_refund=stripe_refund)
+        changed |= recorded is not None and recorded.status != known
+    return ReconcileResult(changed=changed)
 
 
 def refund_reconcile(*, refund: Refund) -> ReconcileResult:

@@ -373,7 +373,7 @@ def test_status_page_sends_a_visitor_to_sign_in(client, owner):
 
 
 @pytest.mark.django_db
-def test_a_customer_who_is_not_staff_signs_in_and_lands_on_the_checkout(client):
+def test_a_customer_who_is_not_staff_signs_in_and_lands_on_the_checkout(client, fast_password_hashing):
     UserFactory(username="shop", password="paymentsite-demo")
 
     response = client.post("/accounts/login/", {"username": "shop", "password": "paymentsite-demo"})
@@ -384,7 +384,7 @@ def test_a_customer_who_is_not_staff_signs_in_and_lands_on_the_checkout(client):
 
 
 @pytest.mark.django_db
-def test_a_wrong_password_is_refused_on_the_sign_in_page(client):
+def test_a_wrong_password_is_refused_on_the_sign_in_page(client, fast_password_hashing):
     UserFactory(username="shop", password="paymentsite-demo")
 
     response = client.post("/accounts/login/", {"username": "shop", "password": "wrong"})

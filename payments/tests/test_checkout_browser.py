@@ -14,7 +14,7 @@ from payments.models import Payment
 from payments.tests.factories import UserFactory
 from webhooks.models import WebhookEvent
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("fast_password_hashing")]
 
 PASSWORD = "paymentsite-demo"
 PAYS = "4242424242424242"
@@ -192,19 +192,45 @@ def test_an_amount_below_stripes_minimum_is_refused_before_any_payment(page, che
     assert fake_stripe.list("payment_intents") == []
 
 
-def test_the_open_status_page_follows_a_refund(page, checkout_site, customer, staff_api, screenshot):
-    """Support refunds half through the API while the customer looks: the page shows it by itself."""
+@pytest.fixture
+def support(transactional_db):
+    """Support staff as `create_demo_users` makes them."""
+    return UserFactory(username="support", is_staff=True, is_superuser=True, password=PASSWORD)
+
+
+def test_support_refunds_the_paid_order_in_the_admin_and_the_customer_sees_it(
+    page, browser, checkout_site, customer, support, screenshot
+):
+    """
+    The last link of the chain: the customer pays, support refunds the whole order
+    from the payment's page in the admin, and the customer's open status page turns
+    to refunded by itself.
+    """
     sign_in(page, checkout_site, customer)
     pay_with(page, PAYS)
     payment = status_page_payment(page)
     expect_webhook_landed(page, payment, "payment_intent.succeeded")
 
-    response = staff_api.post(
-        f"/api/payments/{payment.id}/refunds/", {"amount": 1200, "note": "one bag"}, HTTP_IDEMPOTENCY_KEY="half"
-    )
-    assert response.status_code == 201
+    staff_context = browser.new_context()
+    try:
+        admin = staff_context.new_page()
+        admin.goto(f"{checkout_site.url}/admin/payments/payment/{payment.id}/change/")
+        admin.fill("#id_username", support.username)
+        admin.fill("#id_password", PASSWORD)
+        admin.click("input[type=submit]")
+        admin.click("text=Refund…")
+        expect(admin.locator("#id_amount")).to_have_value("24.00")  # all that is left, by default
+        admin.select_option("#id_reason", "requested_by_customer")
+        admin.fill("#id_note", "Order returned")
+        admin.click("#review-refund")
+        admin.click("#confirm-refund")
+        expect(admin.locator(".messagelist")).to_contain_text("Refund of $24.00 created")
+    finally:
+        staff_context.close()
 
-    expect(page.locator("#order")).to_have_attribute("data-status", "partially_refunded")
-    expect(page.locator("#refunds")).to_contain_text("$12.00")
-    expect(page.locator("#refunded-amount")).to_have_text("$12.00")
-    screenshot("checkout-partially-refunded")
+    expect(page.locator("#order")).to_have_attribute("data-status", "refunded")
+    expect(page.locator("#refunds")).to_contain_text("$24.00")
+    screenshot("checkout-refunded")
+    payment.refresh_from_db()
+    assert (payment.status, payment.refunded_amount) == (Payment.Status.REFUNDED, 2400)
+    assert payment.refunds.get().created_by == support

@@ -8,7 +8,14 @@ from django.test import Client
 
 from payments.models import Payment
 from webhooks.models import WebhookEvent
-from webhooks.tests.factories import payment_intent_event, post_event, sign
+from webhooks.tests.factories import (
+    dispute_object,
+    payment_intent_event,
+    post_event,
+    refund_object,
+    sign,
+    stripe_event,
+)
 
 
 @pytest.fixture
@@ -103,3 +110,84 @@ def test_the_endpoint_needs_no_csrf_token_and_no_login(event):
 @pytest.mark.django_db
 def test_only_post_is_allowed(client):
     assert client.get("/webhooks/stripe/").status_code == 405
+
+
+# --- Hostile bodies: whatever arrives, a 4xx and nothing stored ---------------
+
+
+@pytest.mark.django_db
+def test_a_body_over_the_size_limit_is_refused(client, event, settings):
+    """A signed event padded past DATA_UPLOAD_MAX_MEMORY_SIZE is never read into memory, let alone stored."""
+    event["data"]["object"]["description"] = "x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1)
+
+    assert_refused(post_event(client, event))
+
+
+@pytest.mark.django_db
+def test_a_truncated_body_is_refused(client, event):
+    body = json.dumps(event)
+
+    assert_refused(post_event(client, body[: len(body) // 2]))
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-32", "latin-1"])
+def test_a_body_in_another_encoding_is_refused(client, event, encoding):
+    """Stripe signs UTF-8; the same text in another encoding is not what was signed."""
+    event["data"]["object"]["description"] = "Crème brûlée"
+    text = json.dumps(event, ensure_ascii=False)
+    response = client.post(
+        "/webhooks/stripe/",
+        data=text.encode(encoding),
+        content_type="application/json",
+        HTTP_STRIPE_SIGNATURE=sign(text),
+    )
+
+    assert_refused(response)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("text", ["nul \\u0000 inside", "lone \\ud800 surrogate"], ids=["nul", "lone-surrogate"])
+def test_a_signed_event_with_a_string_postgresql_cannot_store_is_refused(client, event, text):
+    body = json.dumps(event).replace('"pi_bad_input"', '"pi_bad_input", "description": "' + text + '"', 1)
+
+    assert_refused(post_event(client, body))
+
+
+def _malformed(event: dict, **changes) -> dict:
+    event["data"]["object"].update(changes)
+    for name, value in changes.items():
+        if value is ...:
+            del event["data"]["object"][name]
+    return event
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "make_event",
+    [
+        lambda: _malformed(payment_intent_event("payment_intent.succeeded"), amount="2000"),
+        lambda: _malformed(payment_intent_event("payment_intent.succeeded"), amount=True),
+        lambda: _malformed(payment_intent_event("payment_intent.succeeded"), id=...),
+        lambda: _malformed(payment_intent_event("payment_intent.canceled"), status=None),
+        lambda: _malformed(payment_intent_event("payment_intent.created"), currency=840),
+        lambda: stripe_event("refund.created", {**refund_object(intent_id="pi_x"), "amount": 12.5}),
+        lambda: stripe_event("refund.failed", {**refund_object(intent_id="pi_x"), "status": ["failed"]}),
+        lambda: stripe_event("charge.refunded", {"object": "charge", "id": ""}),
+        lambda: stripe_event("charge.dispute.created", {**dispute_object(intent_id="pi_x"), "amount": None}),
+    ],
+    ids=[
+        "intent-amount-string",
+        "intent-amount-bool",
+        "intent-no-id",
+        "intent-status-null",
+        "intent-currency-number",
+        "refund-amount-float",
+        "refund-status-list",
+        "charge-empty-id",
+        "dispute-amount-null",
+    ],
+)
+def test_a_validly_signed_event_with_a_malformed_object_is_refused(client, make_event):
+    """Malformed objects are a 400 up front, not a stored failure that Stripe would retry for three days."""
+    assert_refused(post_event(client, make_event()))

@@ -61,13 +61,33 @@ def test_reconciling_twice_changes_nothing_more(paid, capsys):
 
 
 @pytest.mark.django_db
-def test_final_payments_are_not_read_from_stripe(paid, fake_stripe, capsys):
+def test_final_payments_intents_are_not_read_again(paid, fake_stripe, capsys):
     reconcile(capsys)
-    fake_stripe.add_fault("error500")
+    fake_stripe.add_fault("error500", path="^/v1/payment_intents")
 
     reconcile(capsys)
 
     assert [rule["fired"] for rule in fake_stripe.faults()] == [0]
+
+
+@pytest.mark.django_db
+def test_a_dashboard_refund_whose_events_were_lost_is_recorded(paid, fake_stripe, capsys):
+    """A refund made at Stripe outside the app, with no webhook: reconcile finds it among the paid payment's."""
+    reconcile(capsys)
+    made_at_stripe = stripe_gateway.refund_create(
+        payment_intent_id=paid.stripe_payment_intent_id, amount=700, idempotency_key="dashboard-1", metadata={}
+    )
+
+    output = reconcile(capsys)
+
+    refund = Refund.objects.get()
+    assert refund.stripe_refund_id == made_at_stripe["id"]
+    assert refund.created_by is None and refund.status == Refund.Status.SUCCEEDED
+    paid.refresh_from_db()
+    assert paid.refunded_amount == 700
+    assert paid.status == Payment.Status.PARTIALLY_REFUNDED
+    assert "paid payments: 1 checked, 1 updated" in output.out
+    assert "paid payments: 1 checked, 0 updated" in reconcile(capsys).out
 
 
 @pytest.mark.django_db

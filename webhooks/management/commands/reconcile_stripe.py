@@ -5,7 +5,7 @@ from django.utils import timezone
 
 from payments.models import Payment
 from refunds.models import Refund
-from webhooks.services import payment_reconcile, refund_reconcile
+from webhooks.services import payment_reconcile, payment_reconcile_refunds, refund_reconcile
 
 PROGRESS_EVERY = 100
 
@@ -13,7 +13,8 @@ PROGRESS_EVERY = 100
 class Command(BaseCommand):
     help = (
         "Bring every non-final payment and every pending refund up to Stripe's state (the fix for missed "
-        "webhooks). Reads Stripe and applies the same order rules as the webhooks: safe to run any number of times."
+        "webhooks), and record the refunds Stripe holds for refundable payments (a dashboard refund whose events "
+        "were lost). Reads Stripe and applies the same order rules as the webhooks: safe to run any number of times."
     )
 
     def add_arguments(self, parser):
@@ -30,12 +31,16 @@ class Command(BaseCommand):
             .select_related("payment")
             .order_by("created_at")
         )
+        # Paid payments Stripe can still refund: one Stripe read each, so --since bounds them too.
+        refundable = Payment.objects.filter(status__in=Payment.REFUNDABLE).order_by("created_at")
         if since is not None:
             cutoff = timezone.now() - timedelta(hours=since)
             payments = payments.filter(created_at__gte=cutoff)
             refunds = refunds.filter(created_at__gte=cutoff)
+            refundable = refundable.filter(created_at__gte=cutoff)
         self._run("payments", payments, lambda payment: payment_reconcile(payment=payment))
         self._run("refunds", refunds, lambda refund: refund_reconcile(refund=refund))
+        self._run("paid payments", refundable, lambda payment: payment_reconcile_refunds(payment=payment))
 
     def _run(self, label, queryset, reconcile):
         total = queryset.count()
