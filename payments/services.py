@@ -251,3 +251,82 @@ def payment_cancel(*, payment: Payment) -> Payment:
         payment = Payment.objects.select_for_update().get(pk=payment.pk)
         payment_record_intent(payment=payment, intent=intent, at=timezone.now())
     return payment
+
+
+# --- Paying from the checkout page ------------------------------------------
+
+
+def _intent_taking_a_card(payment: Payment) -> str:
+    """The PaymentIntent id of a payment that may still be paid with a card; InvalidState otherwise."""
+    if payment.status in Payment.FINAL:
+        raise InvalidState(f"The payment has {payment.status}: it takes no card any more.")
+    if not payment.stripe_payment_intent_id:
+        raise InvalidState(
+            "The payment is still being created at Stripe; retry the creation with its Idempotency-Key first."
+        )
+    return payment.stripe_payment_intent_id
+
+
+def payment_setup_intent_create(*, payment: Payment) -> dict:
+    """
+    A SetupIntent through which the checkout page's Stripe.js collects one card
+    (`confirmCardSetup`); answered as Stripe sent it, for its `client_secret`.
+    Our payment id rides in its metadata.
+
+    Locks: none. Raises InvalidState (409) once the payment is paid or canceled.
+    Side effects: one SetupIntent at Stripe, which moves no money. Every call
+    makes a new one, since a SetupIntent takes one card and a customer may try
+    several; a retry after a lost answer leaves at worst an unused SetupIntent
+    behind, never a charge.
+    """
+    _intent_taking_a_card(payment)
+    return stripe_gateway.setup_intent_create(
+        idempotency_key=f"payment-{payment.pk}-setup-{uuid.uuid4()}",
+        metadata={PAYMENT_ID_METADATA_KEY: str(payment.pk)},
+    )
+
+
+def payment_confirm(*, payment: Payment, payment_method: str) -> Payment:
+    """
+    Pay `payment` with `payment_method` (a card Stripe.js collected): set it on
+    the PaymentIntent, confirm it, and record Stripe's answer: `succeeded`,
+    `requires_action` (Stripe.js then runs the 3-D Secure challenge),
+    `processing`, or `failed` with Stripe's decline message.
+
+    Locks: the payment row, briefly, before and after the Stripe calls, never
+    during them. Raises InvalidState (409) once the payment is paid or canceled.
+    Safe to retry: both Stripe calls carry keys derived from the payment and the
+    payment method, so a double submit, or a retry after a lost answer, gets
+    Stripe's first answer again and never charges twice; another card is
+    another request: if an earlier confirmation went through unseen, Stripe
+    refuses it and the answer is the payment as paid. Any other refusal by
+    Stripe is raised after the PaymentIntent's real state has been recorded.
+    """
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().get(pk=payment.pk)
+        intent_id = _intent_taking_a_card(payment)
+
+    try:
+        # localstripe answers 500 to `confirm(payment_method=...)`; update-then-confirm works on both.
+        stripe_gateway.payment_intent_update(
+            intent_id, idempotency_key=f"payment-{payment.pk}-method-{payment_method}", payment_method=payment_method
+        )
+        intent = stripe_gateway.payment_intent_confirm(
+            intent_id, idempotency_key=f"payment-{payment.pk}-confirm-{payment_method}"
+        )
+    except stripe_gateway.StripeRefused as exc:
+        # A declined card: Stripe sends the PaymentIntent with the error (localstripe does not: read it).
+        intent = exc.stripe_object or stripe_gateway.payment_intent_retrieve(intent_id)
+        payment = _payment_record_answer(payment_id=payment.pk, intent=intent)
+        # Declined, or already paid by an earlier confirmation whose answer was lost: that is the answer.
+        if payment.status == Payment.Status.FAILED or payment.status in Payment.PAID:
+            return payment
+        raise
+    return _payment_record_answer(payment_id=payment.pk, intent=intent)
+
+
+def _payment_record_answer(*, payment_id, intent: dict) -> Payment:
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().get(pk=payment_id)
+        payment_record_intent(payment=payment, intent=intent, at=timezone.now())
+    return payment

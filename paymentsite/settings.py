@@ -136,7 +136,7 @@ STORAGES = {
 # Without collectstatic (development, tests) whitenoise finds files where the apps keep them.
 WHITENOISE_USE_FINDERS = True
 
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "/accounts/login/"
 
 # Security headers that `check --deploy` asks for; the HTTPS ones only make sense
 # behind TLS, so they follow one switch that production turns on.

@@ -1,8 +1,10 @@
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.generic import TemplateView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from payments import checkout
 from paymentsite.health import healthz
 
 urlpatterns = [
@@ -14,6 +16,11 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("webhooks/", include("webhooks.urls")),
     path("healthz", healthz, name="healthz"),
+    path("api/", include(checkout.api_urlpatterns)),
+    path("checkout/", include(checkout.urlpatterns)),
+    # Customers sign in here: the admin's login refuses anyone who is not staff.
+    path("accounts/login/", auth_views.LoginView.as_view(next_page="/checkout/"), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(next_page="/"), name="logout"),
 ]
 
 handler404 = "paymentsite.api.api_not_found"
