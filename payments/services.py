@@ -173,6 +173,14 @@ def payment_record_intent(*, payment: Payment, intent: dict, at: datetime, payme
     return changed
 
 
+def _payment_record_answer(*, payment_id, intent: dict) -> Payment:
+    """Lock the payment again and record the PaymentIntent Stripe just answered with, as news of now."""
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().get(pk=payment_id)
+        payment_record_intent(payment=payment, intent=intent, at=timezone.now())
+    return payment
+
+
 def payment_for_intent(*, intent: dict, adopt: bool = True) -> Payment | None:
     """
     The locked payment a PaymentIntent belongs to: by our id in its metadata,
@@ -240,17 +248,12 @@ def payment_cancel(*, payment: Payment) -> Payment:
     except stripe_gateway.StripeRefused:
         # Stripe would not cancel: most likely the payment moved on meanwhile.
         intent = stripe_gateway.payment_intent_retrieve(intent_id)
-        with transaction.atomic():
-            payment = Payment.objects.select_for_update().get(pk=payment.pk)
-            payment_record_intent(payment=payment, intent=intent, at=timezone.now())
+        payment = _payment_record_answer(payment_id=payment.pk, intent=intent)
         if payment.status != Payment.Status.CANCELED:
             raise InvalidState(f"Stripe cannot cancel this payment: it is {payment.status}.") from None
         return payment
 
-    with transaction.atomic():
-        payment = Payment.objects.select_for_update().get(pk=payment.pk)
-        payment_record_intent(payment=payment, intent=intent, at=timezone.now())
-    return payment
+    return _payment_record_answer(payment_id=payment.pk, intent=intent)
 
 
 # --- Paying from the checkout page ------------------------------------------
@@ -323,10 +326,3 @@ def payment_confirm(*, payment: Payment, payment_method: str) -> Payment:
             return payment
         raise
     return _payment_record_answer(payment_id=payment.pk, intent=intent)
-
-
-def _payment_record_answer(*, payment_id, intent: dict) -> Payment:
-    with transaction.atomic():
-        payment = Payment.objects.select_for_update().get(pk=payment_id)
-        payment_record_intent(payment=payment, intent=intent, at=timezone.now())
-    return payment
