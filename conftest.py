@@ -5,6 +5,7 @@ and the real browser (Debian's Chromium driven by Playwright).
 """
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,10 @@ def fake_stripe(fake_stripe_server, settings):
     fake_stripe_server.clear_faults()
 
 
+# localstripe sends each webhook this many seconds after the call that caused it.
+LOCALSTRIPE_WEBHOOK_DELAY = 1.0
+
+
 @pytest.fixture
 def stripe_webhooks(fake_stripe, live_server, settings):
     """
@@ -40,9 +45,12 @@ def stripe_webhooks(fake_stripe, live_server, settings):
     url = live_server.url + "/webhooks/stripe/"
     fake_stripe.register_webhook(url, settings.STRIPE_WEBHOOK_SECRET)
     yield fake_stripe
-    # localstripe cannot forget a registration; one limited to no event type stops
-    # the deliveries still queued (sent ~1 s late) from reaching the next test.
+    # localstripe cannot forget a registration; one limited to no event type drops
+    # what it sends from now on. It reads its registrations when it sends, ~1 s
+    # after the API call, so wait that out: a delivery still queued must see this
+    # one, not the next test's, or it lands in the next test's database.
     fake_stripe.register_webhook(url, settings.STRIPE_WEBHOOK_SECRET, events=[])
+    time.sleep(LOCALSTRIPE_WEBHOOK_DELAY + 0.5)
 
 
 @pytest.fixture
