@@ -352,6 +352,8 @@ class RefundRun:
     unanswered: list[RefundRequest] = field(default_factory=list)
     # Refunds left pending without Stripe's answer once the requests were over: the commands' work.
     pending_after_requests: int = 0
+    # How often each fault of the local Stripe fired, by mode.
+    faults_fired: Counter = field(default_factory=Counter)
     # Pids of the workers SIGKILLed during the requests.
     killed: list[int] = field(default_factory=list)
     command_rounds: list[str] = field(default_factory=list)
@@ -511,6 +513,8 @@ def refunds_through_faults(
     stripe_faults(fake_stripe, rate=rate, hang_seconds=hang_seconds)
     run = request_refunds(urls, token, wanted, concurrency=concurrency)
     operator_commands(run)
+    for rule in fake_stripe.faults():
+        run.faults_fired[rule["mode"]] += rule["fired"]
     fake_stripe.clear_faults()
     operator_commands_until_done(run)
     return run
@@ -554,6 +558,21 @@ def refunds_through_worker_kills(
     resend_unanswered(urls, token, run, concurrency=concurrency)
     operator_commands_until_done(run, lease_seconds=lease_seconds)
     return run
+
+
+def server_exceptions(sites) -> Counter:
+    """The exceptions the servers' logs show tracebacks of, by class: the 500s, explained."""
+    found: Counter = Counter()
+    for site in sites:
+        in_traceback = False
+        for line in site.log_text().splitlines():
+            if line.startswith("Traceback"):
+                in_traceback = True
+            elif in_traceback and line and not line[0].isspace():
+                if not line.startswith(("During handling", "The above exception")):
+                    found[line.split(":", 1)[0].rsplit(".", 1)[-1]] += 1
+                    in_traceback = False
+    return found
 
 
 def summary(counter: Iterable) -> str:
