@@ -100,13 +100,14 @@ class StormPayment:
 
     intent_id: str
     amount: int
-    refunds: list[tuple[str, int]]
+    # (Stripe id, amount, final status) of each refund.
+    refunds: list[tuple[str, int, str]]
     # Our id when the app made the payment; None for one the storm makes us adopt.
     payment_id: uuid.UUID | None
 
     @property
     def refunded(self) -> int:
-        return sum(amount for _, amount in self.refunds)
+        return sum(amount for _, amount, status in self.refunds if status == Refund.Status.SUCCEEDED)
 
     @property
     def status(self) -> str:
@@ -116,9 +117,12 @@ class StormPayment:
 def storm_prepare(*, payments: int, user) -> tuple[dict[str, str], list[StormPayment]]:
     """
     The events of `payments` payments, ten each (answers event bodies by id, and
-    the plan): created, requires_action, processing, succeeded; two refunds, each
-    created pending then updated to succeeded, one also as charge.refund.updated;
-    and charge.refunded. Odd payments refund all, even ones three quarters.
+    the plan). A PaymentIntent's four steps: created; requires_action (every
+    third payment: payment_failed, the customer then retrying); processing;
+    succeeded. Two refunds, each created pending then updated, the second also
+    as charge.refund.updated; and charge.refunded. The second refund takes the
+    rest of the amount on odd payments, half of it on even ones, and fails
+    (refund.failed) on every fifth payment.
 
     Half the payments are written here first, as the API leaves them (`user`'s,
     events carry our id); Stripe's events are the first we hear of the others,
@@ -137,31 +141,39 @@ def storm_prepare(*, payments: int, user) -> tuple[dict[str, str], list[StormPay
                 user=user, stripe_payment_intent_id=intent_id, amount=amount, currency="usd", idempotency_key=intent_id
             )
             made.append(payment)
-        second = amount - quarter if n % 2 else amount // 2
+        second_amount = amount - quarter if n % 2 else amount // 2
+        second_status = Refund.Status.FAILED if n % 5 == 4 else Refund.Status.SUCCEEDED
         stormed = StormPayment(
             intent_id=intent_id,
             amount=amount,
-            refunds=[(f"re_storm_{run}_{n:05d}_a", quarter), (f"re_storm_{run}_{n:05d}_b", second)],
+            refunds=[
+                (f"re_storm_{run}_{n:05d}_a", quarter, Refund.Status.SUCCEEDED),
+                (f"re_storm_{run}_{n:05d}_b", second_amount, second_status),
+            ],
             payment_id=payment.id if payment else None,
         )
         plan.append(stormed)
         intent = {} if payment else {"intent_id": intent_id, "amount": amount}
+        second_step = "payment_intent.payment_failed" if n % 3 == 2 else "payment_intent.requires_action"
         for offset, event_type in enumerate(
-            ("payment_intent.created", "payment_intent.requires_action", "payment_intent.processing")
-            + ("payment_intent.succeeded",)
+            ("payment_intent.created", second_step, "payment_intent.processing", "payment_intent.succeeded")
         ):
             events.append(payment_intent_event(event_type, payment, created=start + offset, **intent))
-        (first_id, first_amount), (second_id, second_amount) = stormed.refunds
+        (first_id, first_amount, _), (second_id, _, _) = stormed.refunds
 
         def refund(refund_id, refund_amount, status, intent_id=intent_id):
-            return refund_object(intent_id=intent_id, refund_id=refund_id, amount=refund_amount, status=status)
+            failure = "expired_or_canceled_card" if status == Refund.Status.FAILED else None
+            return refund_object(
+                intent_id=intent_id, refund_id=refund_id, amount=refund_amount, status=status, failure_reason=failure
+            )
 
+        second_update = "refund.failed" if second_status == Refund.Status.FAILED else "refund.updated"
         events += [
             stripe_event("refund.created", refund(first_id, first_amount, "pending"), created=start + 4),
             stripe_event("refund.updated", refund(first_id, first_amount, "succeeded"), created=start + 5),
             stripe_event("refund.created", refund(second_id, second_amount, "pending"), created=start + 5),
-            stripe_event("refund.updated", refund(second_id, second_amount, "succeeded"), created=start + 6),
-            stripe_event("charge.refund.updated", refund(second_id, second_amount, "succeeded"), created=start + 6),
+            stripe_event(second_update, refund(second_id, second_amount, second_status), created=start + 6),
+            stripe_event("charge.refund.updated", refund(second_id, second_amount, second_status), created=start + 6),
             stripe_event(
                 "charge.refunded",
                 charge_object(intent_id=intent_id, amount=amount, amount_refunded=stormed.refunded),
@@ -295,9 +307,9 @@ def storm_check(bodies: dict[str, str], plan: list[StormPayment]) -> StormCheck:
             )
         refunds = {r.stripe_refund_id: r for r in payment.refunds.all()}
         check.refunds_recorded += len(refunds)
-        for refund_id, amount in expected.refunds:
+        for refund_id, amount, status in expected.refunds:
             refund = refunds.get(refund_id)
-            if refund is None or (refund.status, refund.amount) != (Refund.Status.SUCCEEDED, amount):
+            if refund is None or (refund.status, refund.amount) != (status, amount):
                 check.refunds_wrong.append(f"{refund_id}: {refund and (refund.status, refund.amount)}")
         check.invariant_violations += _invariant_violations(payment)
     return check
