@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import requests
 from django.core.management import CommandError, call_command
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 from django.test import override_settings
 
 from payments import stripe_gateway
@@ -419,24 +419,43 @@ def resend_unanswered(urls: list[str], token: str, run: RefundRun, *, concurrenc
     run.resent_answers.update(answers)
 
 
-def operator_commands(run: RefundRun, *, lease_seconds: int | None = None) -> bool:
+def operator_commands(run: RefundRun, *, lease_seconds: int | None = None, servers: int = 1) -> bool:
     """
     `retry_refunds` then `reconcile_stripe`, in-process, as the operator runs them
-    (a cron job). Answers whether no refund is left waiting for Stripe. With
+    (a cron job), on each of `servers` servers at the same moment (one thread
+    each). Answers whether no refund is left waiting for Stripe. With
     `lease_seconds`, a crashed request's lease is that long (the servers must
     have been started with the same REFUND_CREATE_LEASE_SECONDS).
     """
     close_old_connections()
-    out = io.StringIO()
+    outputs = [io.StringIO() for _ in range(servers)]
+    start = threading.Barrier(servers)
+
+    def cron(out: io.StringIO) -> None:
+        try:
+            start.wait()
+            try:
+                call_command("retry_refunds", stdout=out)
+            except CommandError as exc:
+                out.write(f"{exc}\n")
+            call_command("reconcile_stripe", stdout=out, stderr=io.StringIO())
+        finally:
+            if servers > 1:
+                connection.close()
+
     overrides = {} if lease_seconds is None else {"REFUND_CREATE_LEASE_SECONDS": lease_seconds}
     with override_settings(**overrides):
-        try:
-            call_command("retry_refunds", stdout=out)
-        except CommandError as exc:
-            out.write(f"{exc}\n")
-        call_command("reconcile_stripe", stdout=out, stderr=io.StringIO())
-    summary = [line for line in out.getvalue().splitlines() if line.startswith(("retry_refunds:", "refunds:"))]
-    run.command_rounds.append("; ".join(summary))
+        if servers == 1:
+            cron(outputs[0])
+        else:
+            crons = [threading.Thread(target=cron, args=(out,)) for out in outputs]
+            for thread in crons:
+                thread.start()
+            for thread in crons:
+                thread.join()
+    for number, out in enumerate(outputs, 1):
+        lines = [line for line in out.getvalue().splitlines() if line.startswith(("retry_refunds:", "refunds:"))]
+        run.command_rounds.append((f"server {number}: " if servers > 1 else "") + "; ".join(lines))
     return not Refund.objects.filter(status=Refund.Status.PENDING, stripe_refund_id__isnull=True).exists()
 
 
@@ -519,12 +538,13 @@ def refunds_through_faults(
 ) -> RefundRun:
     """
     Item 2: every refund request while `rate` of Stripe calls fail; then the
-    operator's commands once with the faults still on, and again once Stripe has
+    operator's commands once with the faults still on (from `len(urls)` servers
+    at once, as a cron on each would run them), and again once Stripe has
     recovered, until no refund is left waiting.
     """
     stripe_faults(fake_stripe, rate=rate, hang_seconds=hang_seconds)
     run = request_refunds(urls, token, wanted, concurrency=concurrency)
-    operator_commands(run)
+    operator_commands(run, servers=len(urls))
     for rule in fake_stripe.faults():
         run.faults_fired[rule["mode"]] += rule["fired"]
     fake_stripe.clear_faults()
