@@ -83,7 +83,7 @@ def worker_kill(args) -> None:
         ["figure", "value"],
         [
             ["refunds asked for (two per payment, shuffled)", check.requested],
-            ["workers SIGKILLed (first server)", len(run.killed)],
+            ["workers SIGKILLed (first server) / requests took, s", f"{len(run.killed)} / {run.seconds:.0f}"],
             ["answers to the refund requests", summary(run.answers)],
             ["exceptions in the servers' logs", summary(exceptions) or "none"],
             ["left pending without Stripe's answer after the requests", run.pending_after_requests],
