@@ -77,7 +77,7 @@ def main() -> None:
             ["answers to the refund requests", summary(run.answers)],
             ["exceptions in the servers' logs", summary(exceptions) or "none"],
             ["left pending without Stripe's answer after the requests", run.pending_after_requests],
-            *[[f"commands, round {n + 1}", line] for n, line in enumerate(run.command_rounds)],
+            *[[f"commands ({n + 1})", line] for n, line in enumerate(run.command_rounds)],
             ["requests and recovery, s", f"{run.seconds:.0f} + {recovering - run.seconds:.0f}"],
             [
                 "refunds recorded here / succeeded / made at Stripe",

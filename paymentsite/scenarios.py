@@ -388,10 +388,9 @@ def request_refunds(
     *,
     concurrency: int = 8,
     during: Callable[[], None] | None = None,
-    run: RefundRun | None = None,
 ) -> RefundRun:
     """POST every refund request once, spread over the servers (`during` runs beside them)."""
-    run = run or RefundRun()
+    run = RefundRun()
     started = time.perf_counter()
     side = while_running(during)
     answers = send_concurrently(
@@ -399,8 +398,8 @@ def request_refunds(
     )
     if side is not None:
         side.join()
-    run.seconds += time.perf_counter() - started
-    run.requests += len(wanted)
+    run.seconds = time.perf_counter() - started
+    run.requests = len(wanted)
     run.answers.update(answers)
     run.unanswered = [item for item, answer in zip(wanted, answers, strict=True) if answer == NO_ANSWER]
     close_old_connections()
