@@ -13,14 +13,19 @@ recovery (BENCHMARKS.md, "Crashes").
   (`pg_ctl -m immediate`, as a crash: recovery at start) and started again in
   the middle of it. Recovery: Stripe's redelivery of every event that got no
   2xx, then `process_webhooks --failed`.
+- `--scenario pg-restart-refunds`: the refunds of worker-kill on the private
+  cluster, restarted `--restart-after` seconds into them. Recovery: as after a
+  worker kill (clients resend what got a 5xx too).
 
     python -m benchmarks.crashes --scenario worker-kill [--refunds 400] [--kills 10] [--every 2]
     python -m benchmarks.crashes --scenario pg-restart [--payments 300] [--restart-after 10]
+    python -m benchmarks.crashes --scenario pg-restart-refunds [--refunds 400] [--restart-after 10]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import time
 
@@ -41,53 +46,76 @@ DATABASE = "paymentsite_bench_crashes"
 LEASE_SECONDS = 10
 
 
-def worker_kill(args) -> None:
-    fresh_database(DATABASE)
-    with FakeStripe.start() as fake_stripe:
-        setup_django(DATABASE, stripe_api_base=fake_stripe.api_base)
+def refund_crash(args) -> None:
+    """worker-kill, or pg-restart-refunds: on a private cluster, restarted `--restart-after` s into the refunds."""
+    with contextlib.ExitStack() as stack:
+        cluster = stack.enter_context(PrivateCluster.start()) if args.scenario == "pg-restart-refunds" else None
+        database_url = cluster.url(DATABASE) if cluster else None
+        fresh_database(DATABASE, cluster=cluster)
+        fake_stripe = stack.enter_context(FakeStripe.start())
+        setup_django(DATABASE, stripe_api_base=fake_stripe.api_base, database_url=database_url)
         from paymentsite.scenarios import (
             paid_payments,
             refund_check,
             refund_requests,
-            refunds_through_worker_kills,
+            refunds_through_crash,
             server_exceptions,
             summary,
+            worker_kills,
         )
 
-        customer, token = scenario_users(DATABASE)
+        customer, token = scenario_users(DATABASE, database_url=database_url)
         wanted = refund_requests(paid_payments(count=args.refunds // 2, user=customer), per_payment=2)
-        with site_servers(
-            2,
-            workers=args.workers,
-            database_name=DATABASE,
-            stripe_api_base=fake_stripe.api_base,
-            extra_env={"REFUND_CREATE_LEASE_SECONDS": str(LEASE_SECONDS)},
-        ) as sites:
-            run = refunds_through_worker_kills(
-                [site.url for site in sites],
-                token,
-                wanted,
-                site=sites[0],
-                fake_stripe=fake_stripe,
-                kills=args.kills,
-                every=args.every,
-                lease_seconds=LEASE_SECONDS,
-                concurrency=args.concurrency,
+        sites = stack.enter_context(
+            site_servers(
+                2,
+                workers=args.workers,
+                database_name=DATABASE,
+                stripe_api_base=fake_stripe.api_base,
+                database_url=database_url,
+                extra_env={"REFUND_CREATE_LEASE_SECONDS": str(LEASE_SECONDS)},
             )
-            exceptions = server_exceptions(sites)
+        )
+        killed: list[int] = []
+        downtime: list[float] = []
+        if cluster:
+
+            def crash() -> None:
+                time.sleep(args.restart_after)
+                downtime.append(cluster.restart())
+
+            what = f"PostgreSQL restarted {args.restart_after} s into refunds"
+        else:
+            crash = worker_kills(sites[0], kills=args.kills, every=args.every, killed=killed)
+            what = "Workers SIGKILLed in the middle of refunds"
+        run = refunds_through_crash(
+            [site.url for site in sites],
+            token,
+            wanted,
+            crash=crash,
+            fake_stripe=fake_stripe,
+            lease_seconds=LEASE_SECONDS,
+            concurrency=args.concurrency,
+        )
+        exceptions = server_exceptions(sites)
         check = refund_check(wanted, fake_stripe=fake_stripe)
 
+    crash_figure = (
+        ["restart (immediate stop, start) took, s", f"{downtime[0]:.1f}"]
+        if cluster
+        else ["workers SIGKILLed (first server)", len(killed)]
+    )
     print_table(
-        f"Workers SIGKILLed in the middle of refunds: 2 servers x {args.workers} workers, "
-        f"{args.concurrency} client threads, on {machine()}",
+        f"{what}: 2 servers x {args.workers} workers, {args.concurrency} client threads, on {machine()}",
         ["figure", "value"],
         [
             ["refunds asked for (two per payment, shuffled)", check.requested],
-            ["workers SIGKILLed (first server) / requests took, s", f"{len(run.killed)} / {run.seconds:.0f}"],
+            crash_figure,
+            ["requests took, s", f"{run.seconds:.0f}"],
             ["answers to the refund requests", summary(run.answers)],
             ["exceptions in the servers' logs", summary(exceptions) or "none"],
             ["left pending without Stripe's answer after the requests", run.pending_after_requests],
-            ["requests resent with their key by clients that got no answer", summary(run.resent_answers) or 0],
+            ["requests resent with their key (no answer, or 5xx)", summary(run.resent_answers) or 0],
             *[[f"commands, round {n + 1}", line] for n, line in enumerate(run.command_rounds)],
             [
                 "refunds recorded here / succeeded / made at Stripe",
@@ -163,8 +191,10 @@ def pg_restart(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
-    parser.add_argument("--scenario", choices=("worker-kill", "pg-restart"), required=True)
-    parser.add_argument("--refunds", type=int, default=400, help="worker-kill: refunds, two per payment (default 400)")
+    parser.add_argument("--scenario", choices=("worker-kill", "pg-restart", "pg-restart-refunds"), required=True)
+    parser.add_argument(
+        "--refunds", type=int, default=400, help="worker-kill, pg-restart-refunds: refunds (default 400)"
+    )
     parser.add_argument("--kills", type=int, default=10, help="worker-kill: workers SIGKILLed (default 10)")
     parser.add_argument("--every", type=float, default=2.0, help="worker-kill: seconds between kills (default 2)")
     parser.add_argument("--payments", type=int, default=300, help="pg-restart: payments, ten events each (default 300)")
@@ -174,7 +204,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers per server (default 2)")
     parser.add_argument("--concurrency", type=int, default=8, help="client threads (default 8)")
     args = parser.parse_args()
-    worker_kill(args) if args.scenario == "worker-kill" else pg_restart(args)
+    pg_restart(args) if args.scenario == "pg-restart" else refund_crash(args)
 
 
 if __name__ == "__main__":

@@ -358,16 +358,15 @@ class RefundRun:
 
     requests: int = 0
     answers: Counter = field(default_factory=Counter)
-    # Requests sent again by the client with the same key because no answer came back.
+    # Requests sent again by the client with the same key because no definite answer came back.
     resent: int = 0
     resent_answers: Counter = field(default_factory=Counter)
+    # The requests answered with no answer at all, or a 5xx.
     unanswered: list[RefundRequest] = field(default_factory=list)
     # Refunds left pending without Stripe's answer once the requests were over: the commands' work.
     pending_after_requests: int = 0
     # How often each fault of the local Stripe fired, by mode.
     faults_fired: Counter = field(default_factory=Counter)
-    # Pids of the workers SIGKILLed during the requests.
-    killed: list[int] = field(default_factory=list)
     command_rounds: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -401,7 +400,9 @@ def request_refunds(
     run.seconds = time.perf_counter() - started
     run.requests = len(wanted)
     run.answers.update(answers)
-    run.unanswered = [item for item, answer in zip(wanted, answers, strict=True) if answer == NO_ANSWER]
+    run.unanswered = [
+        item for item, answer in zip(wanted, answers, strict=True) if answer == NO_ANSWER or answer >= 500
+    ]
     close_old_connections()
     run.pending_after_requests = Refund.objects.filter(
         idempotency_key__in=[item.key for item in wanted], status=Refund.Status.PENDING, stripe_refund_id__isnull=True
@@ -410,7 +411,7 @@ def request_refunds(
 
 
 def resend_unanswered(urls: list[str], token: str, run: RefundRun, *, concurrency: int = 8) -> None:
-    """What the contract asks of a client that got no answer: send the same request with the same key."""
+    """What the contract asks of a client that got no definite answer: send the same request with the same key."""
     answers = send_concurrently(
         urls, run.unanswered, lambda session, url, item: post_refund(session, url, item, token), concurrency=concurrency
     )
@@ -551,38 +552,40 @@ def refunds_through_faults(
     return run
 
 
-def refunds_through_worker_kills(
-    urls: list[str],
-    token: str,
-    wanted: list[RefundRequest],
-    *,
-    site,
-    fake_stripe,
-    kills: int,
-    every: float,
-    lease_seconds: int,
-    concurrency: int = 8,
-) -> RefundRun:
-    """
-    Item 3a: refunds while a worker of `site` is SIGKILLed `kills` times, every
-    `every` seconds. Stripe is made slow (half its refund calls take a second) so
-    that workers are caught between asking Stripe and recording its answer.
-
-    The recovery is the documented procedure: once the dead requests' leases
-    (`lease_seconds`) have run out, `retry_refunds` and `reconcile_stripe`; the
-    clients that got no answer send their request again with the same key; the
-    commands once more.
-    """
-    killed: list[int] = []
+def worker_kills(site, *, kills: int, every: float, killed: list[int]) -> Callable[[], None]:
+    """A crash for `refunds_through_crash`: SIGKILL a worker of `site` `kills` times, every `every` seconds."""
 
     def kill() -> None:
         for _ in range(kills):
             time.sleep(every)
             killed.append(site.kill_worker())
 
+    return kill
+
+
+def refunds_through_crash(
+    urls: list[str],
+    token: str,
+    wanted: list[RefundRequest],
+    *,
+    crash: Callable[[], None],
+    fake_stripe,
+    lease_seconds: int,
+    concurrency: int = 8,
+) -> RefundRun:
+    """
+    Item 3: refunds while `crash` runs beside them (workers SIGKILLed, the
+    database restarted). Stripe is made slow (half its refund calls take a
+    second) so that requests are caught between asking Stripe and recording its
+    answer.
+
+    The recovery is the documented procedure: once the cut requests' leases
+    (`lease_seconds`) have run out, `retry_refunds` and `reconcile_stripe`; the
+    clients that got no definite answer (none at all, or a 5xx) send their
+    request again with the same key; the commands once more.
+    """
     fake_stripe.add_fault("hang", method="POST", path="^/v1/refunds$", probability=0.5, seconds=1.0, seed=7)
-    run = request_refunds(urls, token, wanted, concurrency=concurrency, during=kill)
-    run.killed = killed
+    run = request_refunds(urls, token, wanted, concurrency=concurrency, during=crash)
     fake_stripe.clear_faults()
     time.sleep(lease_seconds + 0.5)
     operator_commands(run, lease_seconds=lease_seconds)

@@ -17,8 +17,9 @@ from paymentsite.scenarios import (
     paid_payments,
     refund_check,
     refund_requests,
+    refunds_through_crash,
     refunds_through_faults,
-    refunds_through_worker_kills,
+    worker_kills,
 )
 
 
@@ -46,20 +47,19 @@ def test_refunds_survive_workers_killed_in_the_middle_of_them(site_servers, owne
     wanted = refund_requests(paid_payments(count=10, user=owner), per_payment=2, seed=3)
     token = Token.objects.create(user=staff).key
     site = site_servers[0]
+    killed = []
 
-    run = refunds_through_worker_kills(
+    run = refunds_through_crash(
         [site.url],
         token,
         wanted,
-        site=site,
+        crash=worker_kills(site, kills=2, every=0.8, killed=killed),
         fake_stripe=fake_stripe,
-        kills=2,
-        every=0.8,
         lease_seconds=SITE_SERVERS_LEASE_SECONDS,
         concurrency=4,
     )
 
-    assert len(run.killed) == 2
+    assert len(killed) == 2
     # Workers died between writing a refund and recording Stripe's answer.
     assert run.answers[NO_ANSWER] > 0 and run.pending_after_requests > 0, run
     check = refund_check(wanted, fake_stripe=fake_stripe)
