@@ -300,3 +300,17 @@ def test_two_retry_runs_at_once_send_a_refund_to_stripe_once(staff, paid_payment
     assert reserved.status == Refund.Status.SUCCEEDED
     assert_refund_invariants(payment, at_stripe=fake_stripe)
     assert payment.refunded_amount == 4000
+
+
+@pytest.mark.django_db
+def test_retry_leaves_alone_a_refund_a_live_request_is_sending(staff, paid_payment, fake_stripe):
+    """A refund whose lease is live is its sender's: refund_retry neither sends it nor changes it."""
+    payment = paid_payment(amount=10_000)
+    reserved, _ = refund_reserve(payment=payment, amount=4000, created_by=staff, idempotency_key="in-flight")
+
+    left = refund_retry(refund=reserved)
+
+    assert left.status == Refund.Status.PENDING and left.stripe_refund_id is None
+    assert left.stripe_call_started_at == reserved.stripe_call_started_at
+    assert fake_stripe.list("refunds") == []
+    assert_refund_invariants(payment)
