@@ -10,11 +10,14 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.db import connection
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from payments.fakestripe import FakeStripe
 from payments.tests.factories import UserFactory
+from paymentsite.scenarios import SITE_SERVERS_LEASE_SECONDS
+from paymentsite.siteserver import SiteServer
 
 
 @pytest.fixture(scope="session")
@@ -34,6 +37,22 @@ def fake_stripe(fake_stripe_server, settings):
 
 # localstripe sends each webhook this many seconds after the call that caused it.
 LOCALSTRIPE_WEBHOOK_DELAY = 1.0
+
+
+@pytest.fixture(scope="session")
+def site_servers(django_db_setup, fake_stripe_server):
+    """
+    Two gunicorn servers of two workers each on the test database and the local
+    Stripe, for the scenarios that need real processes (tests using them must be
+    `django_db(transaction=True)`: the servers only see committed rows).
+    """
+    database = connection.settings_dict["NAME"]
+    extra_env = {"REFUND_CREATE_LEASE_SECONDS": str(SITE_SERVERS_LEASE_SECONDS)}
+    with (
+        SiteServer.start(database_name=database, stripe_api_base=fake_stripe_server.api_base, extra_env=extra_env) as a,
+        SiteServer.start(database_name=database, stripe_api_base=fake_stripe_server.api_base, extra_env=extra_env) as b,
+    ):
+        yield a, b
 
 
 @pytest.fixture

@@ -8,43 +8,41 @@ figures; they assert nothing about time.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import platform
+import shutil
 import subprocess
 import sys
+import tempfile
+import time
+from pathlib import Path
 
 import psycopg
 
-from paymentsite.siteserver import PROJECT_ROOT, site_environment
+from payments.fakestripe import free_port
+from paymentsite.siteserver import PROJECT_ROOT, SiteServer, site_environment
 
 ADMIN_DSN = "postgres://postgres@127.0.0.1:5432/postgres"
 # Management commands that never call Stripe still need an API base to start.
 NO_STRIPE = "http://127.0.0.1:9"
 
 
-def fresh_database(name: str) -> None:
-    """Drop and create `name`, then migrate it."""
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+def fresh_database(name: str, *, cluster: PrivateCluster | None = None) -> None:
+    """Drop and create `name` (on the shared PostgreSQL, or on `cluster`), then migrate it."""
+    with psycopg.connect(cluster.url("postgres") if cluster else ADMIN_DSN, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
-    manage(name, "migrate", "--no-input", "-v", "0")
+    manage(name, "migrate", "--no-input", "-v", "0", database_url=cluster.url(name) if cluster else None)
 
 
-def setup_django(database_name: str) -> None:
-    """Django in this process on `database_name`, to build objects and read results with the project's code."""
-    import django
-
-    os.environ.update(site_environment(database_name=database_name, stripe_api_base=NO_STRIPE))
-    django.setup()
-
-
-def manage(database_name: str, *args: str, stripe_api_base: str = NO_STRIPE) -> str:
-    """Run `manage.py ARGS` on `database_name`; answers its output."""
+def manage(database_name: str, *args: str, stripe_api_base: str = NO_STRIPE, database_url: str | None = None) -> str:
+    """Run `manage.py ARGS` on `database_name` (or `database_url`); answers its output."""
     result = subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=PROJECT_ROOT,
-        env=site_environment(database_name=database_name, stripe_api_base=stripe_api_base),
+        env=site_environment(database_name=database_name, stripe_api_base=stripe_api_base, database_url=database_url),
         capture_output=True,
         text=True,
     )
@@ -53,7 +51,9 @@ def manage(database_name: str, *args: str, stripe_api_base: str = NO_STRIPE) -> 
     return result.stdout
 
 
-def api_token(database_name: str, username: str = "benchmark", *, staff: bool = False) -> str:
+def api_token(
+    database_name: str, username: str = "benchmark", *, staff: bool = False, database_url: str | None = None
+) -> str:
     """An API token for a user (staff with `refunds.add_refund` if asked), created if needed."""
     code = (
         "from django.contrib.auth.models import Permission, User\n"
@@ -62,7 +62,98 @@ def api_token(database_name: str, username: str = "benchmark", *, staff: bool = 
         f"if {staff!r}: user.user_permissions.add(Permission.objects.get(codename='add_refund'))\n"
         "print(Token.objects.get_or_create(user=user)[0].key)\n"
     )
-    return manage(database_name, "shell", "-c", code).strip().splitlines()[-1]
+    return manage(database_name, "shell", "-c", code, database_url=database_url).strip().splitlines()[-1]
+
+
+@contextlib.contextmanager
+def site_servers(count: int, *, workers: int, **start_options):
+    """`count` SiteServers of `workers` workers each, on one database (SiteServer.start's options)."""
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(SiteServer.start(workers=workers, **start_options)) for _ in range(count)]
+
+
+def setup_django(database_name: str, *, stripe_api_base: str, database_url: str | None = None) -> None:
+    """
+    Set this process up as a site process on the benchmark's database and the
+    local Stripe, for the scenarios that prepare rows, run the operator's
+    commands in-process and check the books (paymentsite.scenarios).
+    """
+    import django
+
+    os.environ.update(
+        site_environment(database_name=database_name, stripe_api_base=stripe_api_base, database_url=database_url)
+    )
+    django.setup()
+
+
+def scenario_users(database_name: str, *, database_url: str | None = None) -> tuple[object, str]:
+    """The customer whose payments the scenario uses, and a refunding staff member's API token."""
+    from django.contrib.auth.models import User
+
+    token = api_token(database_name, "benchmark-staff", staff=True, database_url=database_url)
+    customer, _ = User.objects.get_or_create(username="benchmark-customer")
+    return customer, token
+
+
+class PrivateCluster:
+    """
+    A PostgreSQL cluster of the benchmark's own, in a temporary directory on a
+    free port, that it may stop and restart (never the machine's shared cluster,
+    which others' tests are using). Runs as the postgres user.
+
+        with PrivateCluster.start() as cluster:
+            cluster.url("dbname"); cluster.restart()
+    """
+
+    bin_dir = Path("/usr/lib/postgresql/15/bin")
+
+    def __init__(self, data_dir: Path, port: int) -> None:
+        self.data_dir = data_dir
+        self.port = port
+
+    @classmethod
+    def start(cls) -> PrivateCluster:
+        data_dir = Path(tempfile.mkdtemp(prefix="pgcluster-"))
+        shutil.chown(data_dir, "postgres", "postgres")
+        cluster = cls(data_dir, free_port())
+        cluster._as_postgres("initdb", "-D", str(data_dir), "-A", "trust", "-U", "postgres", "--no-sync")
+        cluster._pg_ctl("start")
+        return cluster
+
+    def url(self, database_name: str) -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/{database_name}"
+
+    def restart(self) -> float:
+        """Stop at once, as a crash would (no checkpoint: recovery at start), and start again; answers seconds down."""
+        started = time.perf_counter()
+        self._as_postgres("pg_ctl", "-D", str(self.data_dir), "-m", "immediate", "-w", "stop")
+        self._pg_ctl("start")
+        return time.perf_counter() - started
+
+    def stop(self) -> None:
+        try:
+            self._as_postgres("pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "stop")
+        finally:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def _pg_ctl(self, action: str) -> None:
+        options = f"-p {self.port} -k {self.data_dir} -c listen_addresses=127.0.0.1 -c max_connections=200"
+        log = self.data_dir / "server.log"
+        self._as_postgres("pg_ctl", "-D", str(self.data_dir), "-o", options, "-l", str(log), "-w", action)
+
+    def _as_postgres(self, program: str, *args: str) -> None:
+        subprocess.run(
+            ["runuser", "-u", "postgres", "--", str(self.bin_dir / program), *args],
+            check=True,
+            capture_output=True,
+            cwd=self.data_dir,
+        )
+
+    def __enter__(self) -> PrivateCluster:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
 
 
 def percentile(values: list[float], fraction: float) -> float:

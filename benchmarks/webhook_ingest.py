@@ -118,7 +118,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4, help="threads of the one gunicorn worker (default 4)")
     parser.add_argument("--conn-max-age", type=int, default=60, help="the server's CONN_MAX_AGE (0: reconnect)")
     args = parser.parse_args()
-    setup_django(DATABASE)
+    setup_django(DATABASE, stripe_api_base=NO_STRIPE)
     rows = measure(
         events=args.events, concurrency=args.concurrency, threads=args.threads, conn_max_age=args.conn_max_age
     )

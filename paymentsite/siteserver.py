@@ -37,15 +37,19 @@ def site_environment(
     webhook_secret: str = TEST_WEBHOOK_SECRET,
     settings_module: str = "paymentsite.settings",
     extra_env: dict[str, str] | None = None,
+    database_url: str | None = None,
 ) -> dict[str, str]:
-    """The environment of a site process (server or manage.py) on `database_name` and the local Stripe."""
+    """
+    The environment of a site process (server or manage.py) on `database_name` of
+    the shared PostgreSQL (or on `database_url`, another cluster) and the local Stripe.
+    """
     return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": settings_module,
         "ENV_FILE": "",
         "DEBUG": "false",
         "ALLOWED_HOSTS": f"{DEFAULT_HOST},localhost",
-        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{database_name}",
+        "DATABASE_URL": database_url or f"postgres://postgres@127.0.0.1:5432/{database_name}",
         "DJANGO_SECRET_KEY": "siteserver-not-a-production-key",
         "STRIPE_SECRET_KEY": TEST_STRIPE_KEY,
         "STRIPE_WEBHOOK_SECRET": webhook_secret,
@@ -82,6 +86,7 @@ class SiteServer:
         webhook_secret: str = TEST_WEBHOOK_SECRET,
         settings_module: str = "paymentsite.settings",
         extra_env: dict[str, str] | None = None,
+        database_url: str | None = None,
     ) -> SiteServer:
         """Start gunicorn on a free port of 127.0.0.1 and wait until /healthz answers 200."""
         port = free_port()
@@ -92,6 +97,7 @@ class SiteServer:
             webhook_secret=webhook_secret,
             settings_module=settings_module,
             extra_env=extra_env,
+            database_url=database_url,
         )
         command = [
             sys.executable,

@@ -246,10 +246,24 @@ def refund_retry(*, refund: Refund) -> Refund:
     original idempotency key (see `refund_submit`). Used by `retry_refunds`.
     Raises like `refund_submit`; changes nothing on a refund that is no longer
     pending without a Stripe id.
+
+    Locks: the payment row, then the refund, to take the refund's lease before
+    sending, as a request resending its key does; a refund whose lease is live
+    (a request, or another run of `retry_refunds` on another server, is sending
+    it) is answered unchanged. So it is sent by one process at a time, and past
+    Stripe's 24 hours of idempotency two runs cannot both make it.
     """
-    refund = Refund.objects.select_related("payment").get(pk=refund.pk)
-    if refund.stripe_refund_id or refund.status != Refund.Status.PENDING:
-        return refund
+    now = timezone.now()
+    lease = timedelta(seconds=settings.REFUND_CREATE_LEASE_SECONDS)
+    with transaction.atomic():
+        Payment.objects.select_for_update().get(pk=refund.payment_id)
+        refund = Refund.objects.select_for_update().select_related("payment").get(pk=refund.pk)
+        if refund.stripe_refund_id or refund.status != Refund.Status.PENDING:
+            return refund
+        if refund.stripe_call_started_at and now - refund.stripe_call_started_at < lease:
+            return refund
+        refund.stripe_call_started_at = now
+        refund.save(update_fields=["stripe_call_started_at", "updated_at"])
     return refund_submit(refund=refund)
 
 

@@ -37,8 +37,14 @@ def paid_payment_at_stripe(client, *, amount: int = 10_000, currency: str = "usd
         "/api/payments/", {"amount": amount, "currency": currency}, format="json", HTTP_IDEMPOTENCY_KEY=key
     )
     assert response.status_code == 201, response.content
-    intent_id = response.json()["stripe_payment_intent_id"]
+    return pay_at_stripe(Payment.objects.get(pk=response.json()["id"]))
+
+
+def pay_at_stripe(payment: Payment) -> Payment:
+    """Pay `payment`'s PaymentIntent with a test card at the local Stripe and record it: refundable."""
+    intent_id = payment.stripe_payment_intent_id
     # localstripe refuses confirm(payment_method=...): set the card first, then confirm.
+    key = f"payment-{payment.pk}"
     stripe_gateway.payment_intent_update(intent_id, idempotency_key=f"{key}-card", payment_method="pm_card_visa")
     intent = stripe_gateway.payment_intent_confirm(intent_id, idempotency_key=f"{key}-confirm")
     with transaction.atomic():

@@ -4,16 +4,18 @@ never lost, never made twice, and `retry_refunds` finishes what was left pending
 """
 
 import io
+import threading
 from datetime import timedelta
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
 from django.utils import timezone
 
 from payments import stripe_gateway
 from payments.models import Payment
 from refunds.models import Refund
-from refunds.services import refund_record_stripe_refund, refund_reserve
+from refunds.services import refund_record_stripe_refund, refund_reserve, refund_retry
 from refunds.tests.invariants import assert_refund_invariants
 
 REFUNDS_AT_STRIPE = "^/v1/refunds$"
@@ -260,3 +262,55 @@ def test_a_stripe_timeout_leaves_the_refund_pending_and_it_is_made_once(staff_ap
     assert Refund.objects.get().status == Refund.Status.SUCCEEDED
     assert len(fake_stripe.list("refunds")) == 1
     assert_refund_invariants(payment, at_stripe=fake_stripe)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_retry_runs_at_once_send_a_refund_to_stripe_once(staff, paid_payment, fake_stripe):
+    """
+    retry_refunds on a cron on each of two servers: both list the same pending
+    refund. The first to take its lease sends it; the other leaves it alone rather
+    than send it too (which, once Stripe has forgotten the idempotency key after
+    24 hours, would refund it twice).
+    """
+    payment = paid_payment(amount=10_000)
+    reserved, _ = refund_reserve(payment=payment, amount=4000, created_by=staff, idempotency_key="stuck")
+    expire_lease(reserved)
+    # Stripe is slow, so the two runs overlap; the rule also counts every refund sent to Stripe.
+    fake_stripe.add_fault("hang", method="POST", path=REFUNDS_AT_STRIPE, seconds=1.0)
+    start = threading.Barrier(2)
+
+    def retry() -> None:
+        try:
+            start.wait()
+            refund_retry(refund=reserved)
+        except stripe_gateway.StripeError:
+            pass
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=retry) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    [rule] = fake_stripe.faults()
+    assert rule["fired"] == 1
+    reserved.refresh_from_db()
+    assert reserved.status == Refund.Status.SUCCEEDED
+    assert_refund_invariants(payment, at_stripe=fake_stripe)
+    assert payment.refunded_amount == 4000
+
+
+@pytest.mark.django_db
+def test_retry_leaves_alone_a_refund_a_live_request_is_sending(staff, paid_payment, fake_stripe):
+    """A refund whose lease is live is its sender's: refund_retry neither sends it nor changes it."""
+    payment = paid_payment(amount=10_000)
+    reserved, _ = refund_reserve(payment=payment, amount=4000, created_by=staff, idempotency_key="in-flight")
+
+    left = refund_retry(refund=reserved)
+
+    assert left.status == Refund.Status.PENDING and left.stripe_refund_id is None
+    assert left.stripe_call_started_at == reserved.stripe_call_started_at
+    assert fake_stripe.list("refunds") == []
+    assert_refund_invariants(payment)

@@ -4,6 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from payments import stripe_gateway
 from payments.exceptions import RefundRefused
+from refunds.models import Refund
 from refunds.services import refund_retry, refunds_awaiting_stripe
 
 logger = logging.getLogger(__name__)
@@ -16,7 +17,7 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args, **options):
-        counts = {"recorded": 0, "refused": 0, "unanswered": 0}
+        counts = {"recorded": 0, "refused": 0, "unanswered": 0, "elsewhere": 0}
         # Listed first, then each re-read by refund_retry: one finished meanwhile is left alone.
         for refund in list(refunds_awaiting_stripe()):
             try:
@@ -35,13 +36,19 @@ class Command(BaseCommand):
                 counts["unanswered"] += 1
                 self.stdout.write(f"refund {refund.id}: could not be recorded (see the log)")
                 continue
+            if refund.status == Refund.Status.PENDING and not refund.stripe_refund_id:
+                # Another process took its lease since it was listed, and is sending it.
+                counts["elsewhere"] += 1
+                self.stdout.write(f"refund {refund.id}: being sent by another process")
+                continue
             counts["recorded"] += 1
             self.stdout.write(f"refund {refund.id}: {refund.status} ({refund.stripe_refund_id})")
 
         total = sum(counts.values())
         self.stdout.write(
             f"retry_refunds: {total} refund(s) awaiting Stripe; {counts['recorded']} recorded, "
-            f"{counts['refused']} refused by Stripe (now failed), {counts['unanswered']} still unanswered."
+            f"{counts['refused']} refused by Stripe (now failed), {counts['unanswered']} still unanswered, "
+            f"{counts['elsewhere']} being sent by another process."
         )
         if counts["unanswered"]:
             raise CommandError(f"{counts['unanswered']} refund(s) are still not recorded: run again later.")
