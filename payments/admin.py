@@ -90,10 +90,12 @@ def search_by_identifiers(queryset, term: str, *, uuid_fields=(), text_fields=()
     return queryset.filter(match)
 
 
-class ReadOnlyInline(admin.TabularInline):
-    extra = 0
-    can_delete = False
-    show_change_link = False
+class ViewOnly:
+    """
+    No add, no change, no delete, for anyone, superusers included: money and
+    statuses move only through the services (the API, the refund form, Stripe's
+    news), never by editing a row.
+    """
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -103,6 +105,12 @@ class ReadOnlyInline(admin.TabularInline):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class ReadOnlyInline(ViewOnly, admin.TabularInline):
+    extra = 0
+    can_delete = False
+    show_change_link = False
 
 
 class RefundInline(ReadOnlyInline):
@@ -166,7 +174,7 @@ def refund_origin(refund: Refund) -> str:
 
 
 @admin.register(Payment)
-class PaymentAdmin(admin.ModelAdmin):
+class PaymentAdmin(ViewOnly, admin.ModelAdmin):
     list_display = (
         "short_id",
         "intent",
@@ -239,16 +247,6 @@ class PaymentAdmin(admin.ModelAdmin):
         )
         return queryset, False
 
-    # Payments are written by the API and by Stripe's news only.
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
     def get_urls(self):
         wrap = self.admin_site.admin_view
         return [
@@ -319,7 +317,7 @@ class OpenDisputeFilter(admin.SimpleListFilter):
 
 
 @admin.register(Dispute)
-class DisputeAdmin(admin.ModelAdmin):
+class DisputeAdmin(ViewOnly, admin.ModelAdmin):
     list_display = (
         "stripe_dispute_id",
         "payment_link",
@@ -357,15 +355,6 @@ class DisputeAdmin(admin.ModelAdmin):
             related={"payment_id": payments_by_intent},
         )
         return queryset, False
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="Payment")
     def payment_link(self, obj):

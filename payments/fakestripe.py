@@ -50,7 +50,7 @@ import urllib.request
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -517,18 +517,56 @@ class FakeStripeError(RuntimeError):
     """The fake Stripe did not start, or answered a control call with an error."""
 
 
-class FakeStripe:
+class ServerProcess:
+    """A server we started in a subprocess, logging to a file in its own folder; ``with`` stops it."""
+
+    log_name = "server.log"
+    stop_timeout = 5.0
+
+    def __init__(self, port: int, process: subprocess.Popen[bytes], log_dir: Path) -> None:
+        self.port = port
+        self.process = process
+        self.log_dir = log_dir
+        self.log_path = log_dir / self.log_name
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_text().splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self, keep_log: bool = False) -> None:
+        """Terminate the server (SIGTERM, then SIGKILL after `stop_timeout`) and remove its log."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if not keep_log:
+            shutil.rmtree(self.log_dir, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+class FakeStripe(ServerProcess):
     """A fake Stripe server in a subprocess on 127.0.0.1; ``with FakeStripe.start() as fs: ...``."""
 
     secret_key = "sk_test_fakestripe"
     start_timeout = 10.0
+    log_name = "fakestripe.log"
 
     def __init__(self, port: int, process: subprocess.Popen[bytes], log_dir: Path) -> None:
-        self.port = port
+        super().__init__(port, process, log_dir)
         self.api_base = f"http://{DEFAULT_HOST}:{port}"
-        self.process = process
-        self.log_dir = log_dir
-        self.log_path = log_dir / "fakestripe.log"
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -569,31 +607,6 @@ class FakeStripe:
                     pass
             time.sleep(0.05)
         raise FakeStripeError(f"fakestripe did not answer within {self.start_timeout} s:\n{self.log_tail()}")
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
-
-    def stop(self, keep_log: bool = False) -> None:
-        """Terminate the server (SIGTERM, then SIGKILL after 5 s) and remove its log."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if not keep_log:
-            shutil.rmtree(self.log_dir, ignore_errors=True)
-
-    def __enter__(self) -> FakeStripe:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     # -- faults -------------------------------------------------------------
 

@@ -12,7 +12,6 @@ Development and tests only: production runs `gunicorn paymentsite.wsgi` itself.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -22,7 +21,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from payments.fakestripe import DEFAULT_HOST, free_port
+from payments.fakestripe import DEFAULT_HOST, ServerProcess, free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Not secrets: the values every test and benchmark server shares with its clients.
@@ -65,15 +64,14 @@ class SiteServerError(RuntimeError):
     """The server did not start."""
 
 
-class SiteServer:
+class SiteServer(ServerProcess):
     start_timeout = 30.0
+    stop_timeout = 10.0
+    log_name = "site.log"
 
     def __init__(self, port: int, process: subprocess.Popen[bytes], log_dir: Path) -> None:
-        self.port = port
+        super().__init__(port, process, log_dir)
         self.url = f"http://{DEFAULT_HOST}:{port}"
-        self.process = process
-        self.log_dir = log_dir
-        self.log_path = log_dir / "site.log"
 
     @classmethod
     def start(
@@ -154,29 +152,3 @@ class SiteServer:
         pid = self.worker_pids()[0]
         os.kill(pid, signal.SIGKILL)
         return pid
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self, keep_log: bool = False) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if not keep_log:
-            shutil.rmtree(self.log_dir, ignore_errors=True)
-
-    def __enter__(self) -> SiteServer:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()

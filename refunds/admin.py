@@ -7,7 +7,14 @@ from django.contrib import admin
 from django.utils import timezone
 from django.utils.text import Truncator
 
-from payments.admin import admin_link, payments_by_intent, refund_origin, search_by_identifiers, status_badge
+from payments.admin import (
+    ViewOnly,
+    admin_link,
+    payments_by_intent,
+    refund_origin,
+    search_by_identifiers,
+    status_badge,
+)
 from payments.admin_pagination import EstimatedCountPaginator
 from payments.admin_views import STUCK_AFTER
 from payments.currencies import format_amount
@@ -43,7 +50,7 @@ class OriginFilter(admin.SimpleListFilter):
 
 
 @admin.register(Refund)
-class RefundAdmin(admin.ModelAdmin):
+class RefundAdmin(ViewOnly, admin.ModelAdmin):
     list_display = (
         "id",
         "status_display",
@@ -90,16 +97,6 @@ class RefundAdmin(admin.ModelAdmin):
             related={"payment_id": payments_by_intent},
         )
         return queryset, False
-
-    # Refunds are made from the payment's page, never edited, never deleted.
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="Status")
     def status_display(self, obj):

@@ -4,12 +4,13 @@ from django.contrib import admin, messages
 from django.db.models import Q
 from django.utils.html import format_html
 
+from payments.admin import ViewOnly
 from webhooks.models import WebhookEvent
 from webhooks.services import webhook_event_reprocess
 
 
 @admin.register(WebhookEvent)
-class WebhookEventAdmin(admin.ModelAdmin):
+class WebhookEventAdmin(ViewOnly, admin.ModelAdmin):
     """Stripe's events as received: read-only, except reprocessing the ones that failed."""
 
     list_display = ("stripe_event_id", "type", "outcome", "object_id", "payment", "received_at", "processed_at")
@@ -39,15 +40,6 @@ class WebhookEventAdmin(admin.ModelAdmin):
         if not term:
             return queryset, False
         return queryset.filter(Q(stripe_event_id=term) | Q(object_id=term)), False
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def has_reprocess_permission(self, request):
         return request.user.has_perm("webhooks.change_webhookevent")
