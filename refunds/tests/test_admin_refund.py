@@ -125,6 +125,20 @@ def test_over_refund_is_refused_with_what_is_left(desk, paid, fake_stripe):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("amount", ["5.005", "0.001", "0.00", "-1.00"])
+def test_an_amount_that_is_not_a_whole_number_of_cents_is_refused_not_rounded(desk, paid, fake_stripe, amount):
+    """$5.005 is no amount of money in cents: refused, never truncated to $5.00 behind staff's back."""
+    response = desk.post(
+        refund_url(paid), {"amount": amount, "token": form_token(desk.get(refund_url(paid))), "confirm": "yes"}
+    )
+
+    assert response.status_code == 200
+    assert "errorlist" in response.content.decode()
+    assert not Refund.objects.exists()
+    assert fake_stripe.list("refunds") == []
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize("amount, minor", [("5.00", 500), ("15.00", 1500), ("20.00", 2000)])
 def test_the_same_form_sent_twice_refunds_once(desk, paid, fake_stripe, amount, minor):
     """
