@@ -77,6 +77,25 @@ def test_a_late_event_never_takes_a_succeeded_payment_back(client, payment):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("final", ["payment_intent.succeeded", "payment_intent.canceled"])
+def test_a_terminal_state_is_never_left_even_for_news_stamped_later(client, payment, final):
+    """
+    Our clock stamps what Stripe answered us, Stripe's clock stamps its events: with
+    any skew a non-final event can carry a later time than the success we recorded.
+    The terminal state holds regardless, and the same-second tie changes nothing.
+    """
+    now = int(time.time())
+    post_event(client, payment_intent_event(final, payment, created=now))
+    terminal = Payment.objects.get(pk=payment.pk).status
+
+    for offset, event_type in enumerate(("payment_intent.processing", "payment_intent.requires_action")):
+        assert post_event(client, payment_intent_event(event_type, payment, created=now + offset)).status_code == 200
+
+    payment.refresh_from_db()
+    assert payment.status == terminal
+
+
+@pytest.mark.django_db
 def test_an_older_non_final_event_does_not_overwrite_a_newer_one(client, payment):
     now = int(time.time())
     post_event(client, payment_intent_event("payment_intent.requires_action", payment, created=now))
