@@ -39,7 +39,7 @@ from benchmarks.harness import (
     setup_django,
     site_servers,
 )
-from payments.fakestripe import FakeStripe
+from devkit.fakestripe import FakeStripe
 
 DATABASE = "paymentsite_bench_crashes"
 # The refund lease of the servers here: long enough for a slow Stripe call, short enough to wait out.
@@ -54,7 +54,7 @@ def refund_crash(args) -> None:
         fresh_database(DATABASE, cluster=cluster)
         fake_stripe = stack.enter_context(FakeStripe.start())
         setup_django(DATABASE, stripe_api_base=fake_stripe.api_base, database_url=database_url)
-        from paymentsite.scenarios import (
+        from devkit.scenarios import (
             paid_payments,
             refund_check,
             refund_requests,
@@ -141,7 +141,7 @@ def pg_restart(args) -> None:
         from django.core.management import call_command
         from django.db import close_old_connections
 
-        from paymentsite.scenarios import deliver, server_exceptions, storm_check, storm_prepare, summary
+        from devkit.scenarios import deliver, server_exceptions, storm_check, storm_prepare, summary
 
         customer, _ = scenario_users(DATABASE, database_url=database_url)
         bodies, plan = storm_prepare(payments=args.payments, user=customer)

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import psycopg
 
-from payments.fakestripe import free_port
-from paymentsite.siteserver import PROJECT_ROOT, SiteServer, site_environment
+from devkit.fakestripe import free_port
+from devkit.siteserver import PROJECT_ROOT, SiteServer, site_environment
 
 ADMIN_DSN = "postgres://postgres@127.0.0.1:5432/postgres"
 # Management commands that never call Stripe still need an API base to start.
@@ -76,7 +76,7 @@ def setup_django(database_name: str, *, stripe_api_base: str, database_url: str 
     """
     Set this process up as a site process on the benchmark's database and the
     local Stripe, for the scenarios that prepare rows, run the operator's
-    commands in-process and check the books (paymentsite.scenarios).
+    commands in-process and check the books (devkit.scenarios).
     """
     import django
 

@@ -17,8 +17,8 @@ import requests
 import stripe
 
 from benchmarks.harness import api_token, fresh_database, machine, percentile, print_table
-from payments.fakestripe import FakeStripe
-from paymentsite.siteserver import TEST_STRIPE_KEY, SiteServer
+from devkit.fakestripe import FakeStripe
+from devkit.siteserver import TEST_STRIPE_KEY, SiteServer
 
 DATABASE = "paymentsite_bench_create"
 BODY = {"amount": 2000, "currency": "usd", "description": "benchmark"}

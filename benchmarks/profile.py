@@ -21,8 +21,8 @@ from pathlib import Path
 import requests
 
 from benchmarks.harness import api_token, fresh_database
-from payments.fakestripe import FakeStripe
-from paymentsite.siteserver import SiteServer
+from devkit.fakestripe import FakeStripe
+from devkit.siteserver import SiteServer
 
 DATABASE = "paymentsite_bench_profile"
 

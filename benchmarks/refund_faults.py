@@ -15,7 +15,7 @@ import argparse
 import time
 
 from benchmarks.harness import fresh_database, machine, print_table, scenario_users, setup_django, site_servers
-from payments.fakestripe import FakeStripe
+from devkit.fakestripe import FakeStripe
 
 DATABASE = "paymentsite_bench_refund_faults"
 
@@ -32,7 +32,7 @@ def main() -> None:
     fresh_database(DATABASE)
     with FakeStripe.start() as fake_stripe:
         setup_django(DATABASE, stripe_api_base=fake_stripe.api_base)
-        from paymentsite.scenarios import (
+        from devkit.scenarios import (
             paid_payments,
             refund_check,
             refund_requests,

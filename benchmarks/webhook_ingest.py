@@ -28,7 +28,7 @@ import requests
 import stripe
 
 from benchmarks.harness import NO_STRIPE, fresh_database, machine, percentile, print_table, setup_django
-from paymentsite.siteserver import TEST_WEBHOOK_SECRET, SiteServer
+from devkit.siteserver import TEST_WEBHOOK_SECRET, SiteServer
 
 DATABASE = "paymentsite_bench_ingest"
 

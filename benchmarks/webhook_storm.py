@@ -29,7 +29,7 @@ def main() -> None:
 
     fresh_database(DATABASE)
     setup_django(DATABASE, stripe_api_base="http://127.0.0.1:9")
-    from paymentsite.scenarios import deliver, server_exceptions, storm_check, storm_prepare, summary
+    from devkit.scenarios import deliver, server_exceptions, storm_check, storm_prepare, summary
 
     customer, _ = scenario_users(DATABASE)
     bodies, plan = storm_prepare(payments=args.payments, user=customer)

@@ -20,8 +20,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from payments import stripe_gateway
-from payments.exceptions import IdempotencyKeyInUse, IdempotencyKeyReused, InvalidState
+from core import stripe_gateway
+from core.exceptions import IdempotencyKeyInUse, IdempotencyKeyReused, InvalidState
 from payments.models import Payment
 
 # Our Payment.id travels to Stripe under this metadata key.

@@ -4,8 +4,8 @@ from django.urls import include, path
 from django.views.generic import TemplateView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from payments import checkout
 from paymentsite.health import healthz
+from storefront import views as checkout
 
 urlpatterns = [
     path("", TemplateView.as_view(template_name="home.html"), name="home"),
@@ -23,4 +23,4 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(next_page="/"), name="logout"),
 ]
 
-handler404 = "paymentsite.api.api_not_found"
+handler404 = "core.api.api_not_found"

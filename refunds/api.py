@@ -1,6 +1,6 @@
 """
 The refunds API: staff issue refunds, owners and staff list them. Thin views over
-refunds.services; errors map to HTTP in paymentsite.api.
+refunds.services; errors map to HTTP in core.api.
 """
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -55,7 +55,7 @@ class PaymentRefundsView(generics.ListAPIView):
     @extend_schema(
         request=RefundCreateInputSerializer,
         parameters=[IDEMPOTENCY_PARAMETER],
-        # Error bodies: the shared Error schema (paymentsite.api.document_errors).
+        # Error bodies: the shared Error schema (core.api.document_errors).
         responses={
             201: RefundSerializer,
             400: OpenApiResponse(description="Bad input, or more than is left to refund."),

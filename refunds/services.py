@@ -18,9 +18,8 @@ from django.db import transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
 
-from payments import stripe_gateway
-from payments.currencies import format_amount
-from payments.exceptions import (
+from core import stripe_gateway
+from core.exceptions import (
     DomainError,
     IdempotencyKeyInUse,
     IdempotencyKeyReused,
@@ -28,6 +27,7 @@ from payments.exceptions import (
     RefundAmountInvalid,
     RefundRefused,
 )
+from payments.currencies import format_amount
 from payments.models import Payment
 from payments.services import PAYMENT_ID_METADATA_KEY, request_fingerprint
 from refunds.models import Refund

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils import timezone
 
-from payments import stripe_gateway
+from core import stripe_gateway
+from core.storable import unstorable_string_problem
 from payments.models import Payment
 from payments.services import payment_record_intent
-from paymentsite.storable import unstorable_string_problem
 from refunds.models import Refund
 from refunds.services import REFUND_ID_METADATA_KEY, refund_record_stripe_refund
 from webhooks.handlers import HANDLERS, EventIgnored, object_problem

@@ -2,6 +2,8 @@ import uuid
 
 import factory
 from django.contrib.auth import get_user_model
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
 
 from payments.models import Payment
 
@@ -27,3 +29,12 @@ class PaymentFactory(factory.django.DjangoModelFactory):
     currency = "usd"
     idempotency_key = factory.LazyFunction(lambda: str(uuid.uuid4()))
     stripe_payment_intent_id = factory.Sequence(lambda n: f"pi_test_{n:08d}")
+
+
+def api_client_for(user) -> APIClient:
+    """A DRF test client signed in with `user`'s API token (anonymous when `user` is None)."""
+    client = APIClient()
+    if user is not None:
+        token, _ = Token.objects.get_or_create(user=user)
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client

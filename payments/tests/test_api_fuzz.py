@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis import checks
 from schemathesis.specs.openapi import checks as openapi_checks
 
-from conftest import api_client_for
+from payments.tests.factories import api_client_for
 from paymentsite.wsgi import application
 from refunds.tests.factories import paid_payment_at_stripe
 

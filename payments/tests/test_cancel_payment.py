@@ -2,7 +2,7 @@
 
 import pytest
 
-from payments import stripe_gateway
+from core import stripe_gateway
 from payments.models import Payment
 from payments.tests.factories import PaymentFactory
 

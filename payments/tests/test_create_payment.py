@@ -284,7 +284,7 @@ def _fingerprint_of(body):
 @pytest.mark.django_db(transaction=True)
 def test_two_simultaneous_requests_with_one_key_make_one_payment(owner, fake_stripe):
     """Real concurrency: two threads, two database connections, one key."""
-    from conftest import api_client_for
+    from payments.tests.factories import api_client_for
 
     # Keep the first request at Stripe for a moment so the second surely overlaps it.
     fake_stripe.add_fault("hang", method="POST", path="^/v1/payment_intents$", times=1, seconds=1)

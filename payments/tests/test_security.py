@@ -11,9 +11,9 @@ from django.db import connection
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from devkit.siteserver import TEST_STRIPE_KEY, TEST_WEBHOOK_SECRET, SiteServer
 from payments.models import Payment
 from payments.tests.test_site import ROOT, run_django_env
-from paymentsite.siteserver import TEST_STRIPE_KEY, TEST_WEBHOOK_SECRET, SiteServer
 from refunds.tests.factories import paid_payment_at_stripe
 from webhooks.tests.factories import payment_intent_event, sign
 

@@ -5,8 +5,8 @@ import threading
 import pytest
 from django.db import connection
 
-from conftest import api_client_for
 from payments.models import Payment
+from payments.tests.factories import api_client_for
 from refunds.models import Refund
 from refunds.tests.invariants import assert_refund_invariants
 

@@ -5,9 +5,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from conftest import api_client_for
 from payments.models import Dispute, Payment
-from payments.tests.factories import UserFactory
+from payments.tests.factories import UserFactory, api_client_for
 from refunds.models import Refund
 from refunds.services import refund_record_stripe_refund, refund_reserve
 from refunds.tests.invariants import assert_refund_invariants

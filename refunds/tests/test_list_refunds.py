@@ -4,8 +4,7 @@ import uuid
 
 import pytest
 
-from conftest import api_client_for
-from payments.tests.factories import UserFactory
+from payments.tests.factories import UserFactory, api_client_for
 from refunds.tests.factories import PaidPaymentFactory, RefundFactory
 
 

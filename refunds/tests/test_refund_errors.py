@@ -5,9 +5,8 @@ import uuid
 import pytest
 from django.contrib.auth.models import Permission
 
-from conftest import api_client_for
 from payments.models import Payment
-from payments.tests.factories import UserFactory
+from payments.tests.factories import UserFactory, api_client_for
 from refunds.models import Refund
 from refunds.tests.factories import PaidPaymentFactory
 from refunds.tests.invariants import assert_refund_invariants

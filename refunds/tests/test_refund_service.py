@@ -2,7 +2,7 @@
 
 import pytest
 
-from payments.exceptions import DomainError, NotRefundable, RefundAmountInvalid
+from core.exceptions import DomainError, NotRefundable, RefundAmountInvalid
 from refunds.models import Refund
 from refunds.services import refund_create
 from refunds.tests.invariants import assert_refund_invariants

@@ -11,7 +11,7 @@ benchmarks.crashes` (BENCHMARKS.md).
 import pytest
 from rest_framework.authtoken.models import Token
 
-from paymentsite.scenarios import (
+from devkit.scenarios import (
     NO_ANSWER,
     SITE_SERVERS_LEASE_SECONDS,
     paid_payments,

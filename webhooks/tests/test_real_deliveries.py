@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from payments import stripe_gateway
+from core import stripe_gateway
 from payments.models import Payment
 from webhooks.models import WebhookEvent
 

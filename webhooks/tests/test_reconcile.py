@@ -6,7 +6,7 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from payments import stripe_gateway
+from core import stripe_gateway
 from payments.models import Payment
 from refunds.models import Refund
 from refunds.tests.factories import RefundFactory

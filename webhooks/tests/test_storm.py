@@ -8,7 +8,7 @@ in the state Stripe holds, and the invariants hold. The full size is
 
 import pytest
 
-from paymentsite.scenarios import STORM_EVENTS_PER_PAYMENT, deliver, storm_check, storm_prepare
+from devkit.scenarios import STORM_EVENTS_PER_PAYMENT, deliver, storm_check, storm_prepare
 
 
 @pytest.mark.django_db(transaction=True)

@@ -2,8 +2,8 @@ import logging
 
 from django.core.management.base import BaseCommand, CommandError
 
-from payments import stripe_gateway
-from payments.exceptions import RefundRefused
+from core import stripe_gateway
+from core.exceptions import RefundRefused
 from refunds.models import Refund
 from refunds.services import refund_retry, refunds_awaiting_stripe
 

@@ -1,0 +1,365 @@
+"""
+The support desk: payments, their refunds, disputes and webhook events.
+
+Built to stay fast at a million payments: no COUNT(*) of the whole table per
+page (EstimatedCountPaginator, show_full_result_count off), exact-match search on
+indexed columns only, related rows fetched in the same query, and sorting only
+on the indexed `created_at`. Money is never edited here: payments and disputes
+are view-only, and refunds go through refunds.services like the API's.
+"""
+
+import uuid
+
+from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.db.models import Q
+from django.urls import NoReverseMatch, path, reverse
+from django.utils.html import format_html
+
+from backoffice import views as admin_views
+from core.admin_pagination import EstimatedCountPaginator
+from payments.currencies import format_amount
+from payments.models import Dispute, Payment
+from refunds.models import Refund
+from webhooks.models import WebhookEvent
+
+STATUS_COLOURS = {
+    Payment.Status.SUCCEEDED: "#1a7f37",
+    Payment.Status.PARTIALLY_REFUNDED: "#9a6700",
+    Payment.Status.REFUNDED: "#6e7781",
+    Payment.Status.FAILED: "#cf222e",
+    Payment.Status.CANCELED: "#6e7781",
+    Refund.Status.PENDING: "#9a6700",
+    Refund.Status.REQUIRES_ACTION: "#9a6700",
+}
+
+
+def status_badge(status: str):
+    return format_html(
+        '<strong class="status status-{}" style="color: {}">{}</strong>',
+        status,
+        STATUS_COLOURS.get(status, "inherit"),
+        status.replace("_", " "),
+    )
+
+
+def admin_link(obj, text=None):
+    """A link to the object's admin page; plain text when its model has no admin here."""
+    text = text if text is not None else str(obj.pk)
+    try:
+        url = reverse(f"admin:{obj._meta.app_label}_{obj._meta.model_name}_change", args=[obj.pk])
+    except NoReverseMatch:
+        return text
+    return format_html('<a href="{}">{}</a>', url, text)
+
+
+def users_by_email(term: str):
+    return get_user_model().objects.filter(email__iexact=term) if "@" in term else None
+
+
+def payments_by_intent(term: str):
+    return Payment.objects.filter(stripe_payment_intent_id=term) if term.startswith("pi_") else None
+
+
+def search_by_identifiers(queryset, term: str, *, uuid_fields=(), text_fields=(), related=None):
+    """
+    Exact-match search on indexed identifiers, which is what staff have in hand
+    (an id pasted from an email or from Stripe). A term that cannot be a UUID is
+    never compared with a UUID column. `related` maps a foreign key to a function
+    finding the related rows a term names (a user by email...): they are looked
+    up first, so each branch of the OR uses an index of the searched table
+    instead of a join over all of it.
+    """
+    term = term.strip()
+    if not term:
+        return queryset
+    match = Q()
+    for lookup in text_fields:
+        match |= Q(**{lookup: term})
+    try:
+        as_uuid = uuid.UUID(term)
+    except ValueError:
+        pass
+    else:
+        for lookup in uuid_fields:
+            match |= Q(**{lookup: as_uuid})
+    for lookup, find in (related or {}).items():
+        found = find(term)
+        if found is not None:
+            match |= Q(**{f"{lookup}__in": list(found.values_list("pk", flat=True)[:1000])})
+    return queryset.filter(match)
+
+
+class ViewOnly:
+    """
+    No add, no change, no delete, for anyone, superusers included: money and
+    statuses move only through the services (the API, the refund form, Stripe's
+    news), never by editing a row.
+    """
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class ReadOnlyInline(ViewOnly, admin.TabularInline):
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+
+class RefundInline(ReadOnlyInline):
+    model = Refund
+    verbose_name_plural = "Refunds (newest first)"
+    fields = readonly_fields = ("refund", "amount_display", "status_display", "reason", "note", "origin", "created_at")
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("payment", "created_by").order_by("-created_at")
+
+    @admin.display(description="Refund")
+    def refund(self, obj):
+        return admin_link(obj)
+
+    @admin.display(description="Amount")
+    def amount_display(self, obj):
+        return format_amount(obj.amount, obj.payment.currency)
+
+    @admin.display(description="Status")
+    def status_display(self, obj):
+        return status_badge(obj.status)
+
+    @admin.display(description="Created by")
+    def origin(self, obj):
+        return refund_origin(obj)
+
+
+class DisputeInline(ReadOnlyInline):
+    model = Dispute
+    verbose_name_plural = "Disputes (newest first)"
+    fields = readonly_fields = ("dispute", "amount_display", "status", "reason", "evidence_due_by", "created_at")
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("payment").order_by("-created_at")
+
+    @admin.display(description="Dispute")
+    def dispute(self, obj):
+        return admin_link(obj, obj.stripe_dispute_id)
+
+    @admin.display(description="Amount")
+    def amount_display(self, obj):
+        return format_amount(obj.amount, obj.payment.currency)
+
+
+class WebhookEventInline(ReadOnlyInline):
+    model = WebhookEvent
+    verbose_name_plural = "Webhook events (newest first)"
+    fields = readonly_fields = ("event", "type", "outcome", "received_at", "processed_at", "error")
+
+    def get_queryset(self, request):
+        # The payloads are Stripe's whole objects: not needed for the list.
+        return super().get_queryset(request).defer("payload").order_by("-received_at")
+
+    @admin.display(description="Event")
+    def event(self, obj):
+        return admin_link(obj, obj.stripe_event_id)
+
+
+def refund_origin(refund: Refund) -> str:
+    return refund.created_by.get_username() if refund.created_by_id else "Stripe"
+
+
+@admin.register(Payment)
+class PaymentAdmin(ViewOnly, admin.ModelAdmin):
+    list_display = (
+        "short_id",
+        "intent",
+        "customer",
+        "amount_display",
+        "status_display",
+        "created",
+    )
+    list_filter = ("status", "currency", "created_at")
+    # Counting every filter choice would scan the whole table on each page.
+    show_facets = admin.ShowFacets.NEVER
+    list_select_related = ("user",)
+    # Sorting on anything but the indexed created_at would sort the whole table.
+    sortable_by = ("created",)
+    search_fields = ("=id", "=stripe_payment_intent_id", "=user__email", "=idempotency_key")
+    search_help_text = (
+        "Exact match: our payment id, the PaymentIntent id (pi_…), the customer's email or the idempotency key."
+    )
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
+    list_per_page = 50
+    inlines = (RefundInline, DisputeInline, WebhookEventInline)
+    fieldsets = (
+        (
+            None,
+            {
+                "fields": (
+                    "id",
+                    "stripe_payment_intent_id",
+                    "customer",
+                    "status_display",
+                    "amount_display",
+                    "refunded_display",
+                    "currency",
+                )
+            },
+        ),
+        ("Request", {"fields": ("idempotency_key", "description", "metadata")}),
+        ("Last failure", {"fields": ("failure_code", "failure_message")}),
+        ("Times", {"fields": ("created_at", "updated_at", "stripe_state_at")}),
+    )
+    readonly_fields = (
+        "id",
+        "stripe_payment_intent_id",
+        "customer",
+        "status_display",
+        "amount_display",
+        "refunded_display",
+        "currency",
+        "idempotency_key",
+        "description",
+        "metadata",
+        "failure_code",
+        "failure_message",
+        "created_at",
+        "updated_at",
+        "stripe_state_at",
+    )
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("user")
+
+    def get_search_results(self, request, queryset, search_term):
+        queryset = search_by_identifiers(
+            queryset,
+            search_term,
+            uuid_fields=("pk",),
+            text_fields=("stripe_payment_intent_id", "idempotency_key"),
+            related={"user_id": users_by_email},
+        )
+        return queryset, False
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        return [
+            path("dashboard/", wrap(admin_views.DashboardView.as_view(model_admin=self)), name="payments_dashboard"),
+            path(
+                "export/", wrap(admin_views.PaymentExportView.as_view(model_admin=self)), name="payments_payment_export"
+            ),
+            path(
+                "<uuid:object_id>/refund/",
+                wrap(admin_views.RefundView.as_view(model_admin=self)),
+                name="payments_payment_refund",
+            ),
+            *super().get_urls(),
+        ]
+
+    def can_refund(self, request, payment: Payment) -> bool:
+        return request.user.has_perm("refunds.add_refund") and self.has_view_permission(request, payment)
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        context["show_refund_button"] = (
+            obj is not None and obj.status in Payment.REFUNDABLE and self.can_refund(request, obj)
+        )
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    @admin.display(description="Payment")
+    def short_id(self, obj):
+        # The full id is on the payment's page and in the link's title; search takes it whole.
+        return format_html('<span title="{}">{}…</span>', obj.pk, str(obj.pk)[:8])
+
+    @admin.display(description="Created (UTC)", ordering="created_at")
+    def created(self, obj):
+        return f"{obj.created_at:%Y-%m-%d %H:%M}"
+
+    @admin.display(description="PaymentIntent")
+    def intent(self, obj):
+        return obj.stripe_payment_intent_id or "—"
+
+    @admin.display(description="Customer")
+    def customer(self, obj):
+        return obj.user.email or obj.user.get_username() if obj.user_id else "—"
+
+    @admin.display(description="Amount")
+    def amount_display(self, obj):
+        return obj.display_amount
+
+    @admin.display(description="Refunded")
+    def refunded_display(self, obj):
+        return format_amount(obj.refunded_amount, obj.currency) if obj.refunded_amount else "—"
+
+    @admin.display(description="Status")
+    def status_display(self, obj):
+        return status_badge(obj.status)
+
+
+class OpenDisputeFilter(admin.SimpleListFilter):
+    title = "needs a response"
+    parameter_name = "open"
+
+    def lookups(self, request, model_admin):
+        return (("yes", "Open"), ("no", "Closed"))
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(status__in=Dispute.OPEN_STATUSES)
+        if self.value() == "no":
+            return queryset.exclude(status__in=Dispute.OPEN_STATUSES)
+        return queryset
+
+
+@admin.register(Dispute)
+class DisputeAdmin(ViewOnly, admin.ModelAdmin):
+    list_display = (
+        "stripe_dispute_id",
+        "payment_link",
+        "amount_display",
+        "status",
+        "reason",
+        "evidence_due_by",
+        "created_at",
+    )
+    list_filter = (OpenDisputeFilter, "status", "reason", "created_at")
+    show_facets = admin.ShowFacets.NEVER
+    list_select_related = ("payment",)
+    sortable_by = ("created_at", "evidence_due_by")
+    search_fields = ("=stripe_dispute_id", "=payment__id", "=payment__stripe_payment_intent_id")
+    search_help_text = "Exact match: the dispute id (dp_…), our payment id or the PaymentIntent id."
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
+    fields = readonly_fields = (
+        "stripe_dispute_id",
+        "payment_link",
+        "amount_display",
+        "status",
+        "reason",
+        "evidence_due_by",
+        "created_at",
+        "updated_at",
+    )
+
+    def get_search_results(self, request, queryset, search_term):
+        queryset = search_by_identifiers(
+            queryset,
+            search_term,
+            uuid_fields=("payment_id",),
+            text_fields=("stripe_dispute_id",),
+            related={"payment_id": payments_by_intent},
+        )
+        return queryset, False
+
+    @admin.display(description="Payment")
+    def payment_link(self, obj):
+        return admin_link(obj.payment, obj.payment.stripe_payment_intent_id or obj.payment_id)
+
+    @admin.display(description="Amount")
+    def amount_display(self, obj):
+        return format_amount(obj.amount, obj.payment.currency)

@@ -1,0 +1,62 @@
+import json
+
+from django.contrib import admin, messages
+from django.db.models import Q
+from django.utils.html import format_html
+
+from backoffice.admin_payments import ViewOnly
+from webhooks.models import WebhookEvent
+from webhooks.services import webhook_event_reprocess
+
+
+@admin.register(WebhookEvent)
+class WebhookEventAdmin(ViewOnly, admin.ModelAdmin):
+    """Stripe's events as received: read-only, except reprocessing the ones that failed."""
+
+    list_display = ("stripe_event_id", "type", "outcome", "object_id", "payment", "received_at", "processed_at")
+    list_filter = ("outcome", "type", "received_at")
+    search_fields = ("=stripe_event_id", "=object_id")
+    search_help_text = "An event id (evt_…) or the id of the object it is about (pi_…, re_…, dp_…)."
+    date_hierarchy = "received_at"
+    list_select_related = ("payment",)
+    fields = (
+        "stripe_event_id",
+        "type",
+        "outcome",
+        "error",
+        "object_id",
+        "payment",
+        "received_at",
+        "processed_at",
+        "pretty_payload",
+    )
+    readonly_fields = fields
+    actions = ("reprocess",)
+
+    def get_search_results(self, request, queryset, search_term):
+        # Exact, case-sensitive matches, so the unique and object_id indexes answer;
+        # the default `=` search compares UPPER() of both sides and scans the table.
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        return queryset.filter(Q(stripe_event_id=term) | Q(object_id=term)), False
+
+    def has_reprocess_permission(self, request):
+        return request.user.has_perm("webhooks.change_webhookevent")
+
+    @admin.display(description="payload")
+    def pretty_payload(self, event):
+        return format_html("<pre>{}</pre>", json.dumps(event.payload, indent=2, sort_keys=True, ensure_ascii=False))
+
+    @admin.action(description="Reprocess the selected failed events", permissions=["reprocess"])
+    def reprocess(self, request, queryset):
+        outcomes = {}
+        for event in queryset.filter(outcome=WebhookEvent.Outcome.FAILED):
+            event = webhook_event_reprocess(event=event)
+            outcomes[event.outcome] = outcomes.get(event.outcome, 0) + 1
+        if not outcomes:
+            self.message_user(request, "None of the selected events had failed.", messages.WARNING)
+            return
+        summary = ", ".join(f"{count} {outcome}" for outcome, count in sorted(outcomes.items()))
+        level = messages.ERROR if WebhookEvent.Outcome.FAILED in outcomes else messages.SUCCESS
+        self.message_user(request, f"Reprocessed: {summary}.", level)

@@ -1,0 +1,105 @@
+"""The support desk's dashboard: its figures on a known data set, and links to what needs attention."""
+
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from backoffice.views import dashboard_figures
+from payments.models import Dispute, Payment
+from payments.tests.factories import PaymentFactory
+from refunds.models import Refund
+from refunds.tests.factories import PaidPaymentFactory, RefundFactory
+from webhooks.models import WebhookEvent
+
+pytestmark = pytest.mark.usefixtures("fast_password_hashing")
+
+DASHBOARD = "/admin/payments/payment/dashboard/"
+
+
+@pytest.fixture
+def known_data(db):
+    """Last 30 days: 4 paid (3 usd, 1 of them partly refunded; 1 jpy), 1 failed, 1 canceled, 1 still open."""
+    recent = timezone.now() - timedelta(minutes=5)
+    for amount in (2000, 3000, 4000):
+        PaidPaymentFactory(currency="usd", amount=amount, created_at=recent)
+    partly = Payment.objects.get(amount=4000)
+    partly.set_refunded_amount(500)
+    partly.save()
+    PaidPaymentFactory(currency="jpy", amount=900, created_at=recent)
+    PaymentFactory(status=Payment.Status.FAILED, created_at=recent)
+    PaymentFactory(status=Payment.Status.CANCELED, created_at=recent)
+    PaymentFactory(status=Payment.Status.REQUIRES_PAYMENT_METHOD, created_at=recent)
+    # Older than 30 days: in no figure.
+    PaidPaymentFactory(currency="usd", amount=99_000, created_at=timezone.now() - timedelta(days=31))
+
+    an_hour_ago = timezone.now() - timedelta(hours=1, minutes=1)
+    stuck = RefundFactory(status=Refund.Status.PENDING, created_at=an_hour_ago, note="stuck one")
+    RefundFactory(status=Refund.Status.PENDING, note="just sent")
+    RefundFactory(status=Refund.Status.SUCCEEDED, created_at=an_hour_ago)
+    for n, outcome in enumerate(["failed", "failed", "processed"]):
+        WebhookEvent.objects.create(stripe_event_id=f"evt_{n}", type="charge.refunded", payload={}, outcome=outcome)
+    for n, status in enumerate(["needs_response", "under_review", "won"]):
+        Dispute.objects.create(stripe_dispute_id=f"dp_{n}", payment=partly, amount=100, status=status)
+    return stuck
+
+
+@pytest.mark.django_db
+def test_figures_on_a_known_data_set(known_data):
+    figures = dashboard_figures(now=timezone.now())
+
+    # The refund factories' own payments (paid, created now) are in the last 30 days too.
+    assert figures.paid == 4 + 3
+    assert figures.with_outcome == 4 + 3 + 2
+    assert figures.success_rate == 7 / 9
+    assert figures.refunded == 1
+    assert figures.refund_rate == 1 / 7
+    assert figures.currency == "usd"
+    assert figures.volume == 2000 + 3000 + 4000 + 3 * 2000
+    assert len(figures.bars) == 30
+    assert sum(bar.total for bar in figures.bars) == figures.volume
+    assert (figures.failed_webhooks, figures.stuck_refunds, figures.open_disputes) == (2, 1, 2)
+
+
+@pytest.mark.django_db
+def test_volume_is_per_currency(known_data):
+    figures = dashboard_figures(now=timezone.now(), currency="jpy")
+
+    assert figures.volume == 900
+    assert figures.currencies == ["usd", "jpy"]
+
+
+@pytest.mark.django_db
+def test_dashboard_page_draws_the_chart_on_the_server(client, support_viewer, known_data):
+    client.force_login(support_viewer)
+
+    response = client.get(DASHBOARD)
+
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert "<svg" in body and body.count('class="bar"') == 30
+    assert "<script" not in body.split("<!-- Content -->")[1]
+    assert "$150.00" in body  # the usd volume
+    assert "77.8%" in body and "14.3%" in body
+
+
+@pytest.mark.django_db
+def test_attention_counts_link_to_the_filtered_lists(client, support_viewer, known_data):
+    client.force_login(support_viewer)
+    response = client.get(DASHBOARD)
+
+    stuck = client.get(response.context["stuck_refunds_url"])
+    disputes = client.get(response.context["open_disputes_url"])
+    webhooks = client.get(response.context["failed_webhooks_url"])
+
+    assert [r.note for r in stuck.context["cl"].result_list] == ["stuck one"]
+    assert sorted(e.stripe_event_id for e in webhooks.context["cl"].result_list) == ["evt_0", "evt_1"]
+    assert sorted(d.status for d in disputes.context["cl"].result_list) == ["needs_response", "under_review"]
+
+
+@pytest.mark.django_db
+def test_admin_index_links_to_the_dashboard(client, support_viewer):
+    client.force_login(support_viewer)
+
+    assert reverse("admin:payments_dashboard") in client.get("/admin/").content.decode()

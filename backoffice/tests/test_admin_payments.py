@@ -1,0 +1,216 @@
+"""The payments list and page in the admin: what support staff see, find and cannot change."""
+
+import csv
+import html
+import io
+import re
+from datetime import timedelta
+from urllib.parse import parse_qs
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from core.admin_pagination import EstimatedCountPaginator
+from payments.models import Dispute, Payment
+from payments.tests.factories import PaymentFactory, UserFactory
+from refunds.tests.factories import PaidPaymentFactory, RefundFactory
+from webhooks.models import WebhookEvent
+
+pytestmark = pytest.mark.usefixtures("fast_password_hashing")
+
+CHANGELIST = "/admin/payments/payment/"
+
+
+def page_url(payment) -> str:
+    return reverse("admin:payments_payment_change", args=[payment.pk])
+
+
+def listed_ids(response) -> set[str]:
+    return {str(p.pk) for p in response.context["cl"].result_list}
+
+
+@pytest.fixture
+def viewer_client(client, support_viewer):
+    client.force_login(support_viewer)
+    return client
+
+
+@pytest.mark.django_db
+def test_list_shows_amounts_in_the_currency_units(viewer_client):
+    """2000 usd is shown as $20.00 and 500 jpy as ¥500, with the customer's email and the status."""
+    PaymentFactory(amount=2000, currency="usd", status=Payment.Status.SUCCEEDED, user__email="ann@example.com")
+    PaymentFactory(amount=500, currency="jpy")
+
+    body = viewer_client.get(CHANGELIST).content.decode()
+
+    assert "$20.00" in body and "¥500" in body
+    assert "ann@example.com" in body
+    assert "succeeded" in body
+
+
+@pytest.mark.django_db
+def test_list_filters_by_status_currency_and_date(viewer_client):
+    old = PaymentFactory(currency="eur", created_at=timezone.now() - timedelta(days=40))
+    paid = PaidPaymentFactory(currency="usd")
+    PaymentFactory(currency="usd", status=Payment.Status.FAILED)
+
+    assert listed_ids(viewer_client.get(CHANGELIST, {"status__exact": "succeeded"})) == {str(paid.pk)}
+    assert listed_ids(viewer_client.get(CHANGELIST, {"currency__exact": "eur"})) == {str(old.pk)}
+    since = (timezone.now() - timedelta(days=7)).isoformat()
+    assert str(old.pk) not in listed_ids(viewer_client.get(CHANGELIST, {"created_at__gte": since}))
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "identifier",
+    [
+        lambda p: str(p.pk),
+        lambda p: p.stripe_payment_intent_id,
+        lambda p: p.user.email,
+        lambda p: p.user.email.upper(),
+        lambda p: p.idempotency_key,
+        lambda p: f"  {p.stripe_payment_intent_id} ",
+    ],
+    ids=["our id", "payment intent", "email", "email in capitals", "idempotency key", "pasted with spaces"],
+)
+def test_search_finds_the_payment_by_each_identifier(viewer_client, identifier):
+    wanted = PaymentFactory(user=UserFactory(email="cust@example.com"), idempotency_key="order-4711")
+    PaymentFactory.create_batch(3)
+
+    response = viewer_client.get(CHANGELIST, {"q": identifier(wanted)})
+
+    assert listed_ids(response) == {str(wanted.pk)}
+
+
+@pytest.mark.django_db
+def test_search_is_exact_not_a_substring_scan(viewer_client):
+    """A fragment finds nothing: every search is an indexed exact match."""
+    PaymentFactory(stripe_payment_intent_id="pi_3Abcdef")
+
+    assert listed_ids(viewer_client.get(CHANGELIST, {"q": "pi_3Abc"})) == set()
+
+
+@pytest.mark.django_db
+def test_list_takes_the_same_number_of_queries_whatever_its_size(viewer_client, django_assert_num_queries):
+    """Users, filters and counts are fetched once per page, not once per row."""
+    PaymentFactory.create_batch(3)
+    with CaptureQueriesContext(connection) as few:
+        viewer_client.get(CHANGELIST)
+    PaymentFactory.create_batch(40)
+    PaymentFactory.create_batch(5, user=None)
+
+    with django_assert_num_queries(len(few.captured_queries)):
+        viewer_client.get(CHANGELIST)
+
+
+@pytest.mark.django_db
+def test_list_never_counts_the_whole_table(viewer_client, monkeypatch):
+    """Past the exact-count limit the count is the planner's estimate, and the page says "about"."""
+    monkeypatch.setattr(EstimatedCountPaginator, "exact_count_limit", 5)
+    PaymentFactory.create_batch(8)
+
+    with CaptureQueriesContext(connection) as queries:
+        response = viewer_client.get(CHANGELIST)
+
+    sql = [q["sql"] for q in queries.captured_queries]
+    assert not [s for s in sql if 'SELECT COUNT(*) AS "__count" FROM "payments_payment"' in s]
+    assert response.context["cl"].paginator.estimated
+    assert "about" in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_payment_cannot_be_added_changed_or_deleted(client, superuser):
+    """Even a superuser: money fields do not move through a POST, and there is no add or delete."""
+    payment = PaidPaymentFactory(amount=2000)
+    client.force_login(superuser)
+
+    changed = client.post(
+        page_url(payment),
+        {"amount": "1", "refunded_amount": "2000", "status": "refunded", "currency": "jpy"},
+    )
+    added = client.post(reverse("admin:payments_payment_add"), {"amount": "100", "currency": "usd"})
+    deleted = client.post(reverse("admin:payments_payment_delete", args=[payment.pk]), {"post": "yes"})
+
+    assert changed.status_code == 403
+    assert added.status_code == 403
+    assert deleted.status_code == 403
+    payment.refresh_from_db()
+    assert (payment.amount, payment.refunded_amount, payment.status, payment.currency) == (2000, 0, "succeeded", "usd")
+    assert Payment.objects.count() == 1
+    page = client.get(page_url(payment)).content.decode()
+    assert 'name="amount"' not in page and 'name="status"' not in page
+
+
+@pytest.mark.django_db
+def test_payment_page_shows_its_refunds_disputes_and_webhook_events_newest_first(viewer_client):
+    payment = PaidPaymentFactory(amount=5000)
+    now = timezone.now()
+    RefundFactory(payment=payment, amount=700, note="older refund", created_at=now - timedelta(hours=2))
+    RefundFactory(payment=payment, amount=800, note="newer refund", created_at=now)
+    Dispute.objects.create(stripe_dispute_id="dp_1", payment=payment, amount=5000, status="needs_response")
+    WebhookEvent.objects.create(
+        stripe_event_id="evt_old", type="payment_intent.created", payload={}, payment=payment, received_at=now
+    )
+    WebhookEvent.objects.create(
+        stripe_event_id="evt_new",
+        type="payment_intent.succeeded",
+        payload={},
+        payment=payment,
+        received_at=now + timedelta(seconds=1),
+    )
+    RefundFactory(note="another payment's refund")
+
+    body = viewer_client.get(page_url(payment)).content.decode()
+
+    assert "$50.00" in body and "$7.00" in body and "$8.00" in body
+    assert body.index("newer refund") < body.index("older refund")
+    assert "another payment's refund" not in body
+    assert "dp_1" in body and "needs_response" in body
+    assert body.index("evt_new") < body.index("evt_old")
+    event = WebhookEvent.objects.get(stripe_event_id="evt_new")
+    assert reverse("admin:webhooks_webhookevent_change", args=[event.pk]) in body
+
+
+@pytest.mark.django_db
+def test_payment_page_takes_a_constant_number_of_queries(viewer_client, django_assert_num_queries):
+    payment = PaidPaymentFactory()
+    RefundFactory(payment=payment)
+    with CaptureQueriesContext(connection) as few:
+        viewer_client.get(page_url(payment))
+    RefundFactory.create_batch(6, payment=payment, created_by=UserFactory())
+    for n in range(5):
+        WebhookEvent.objects.create(stripe_event_id=f"evt_{n}", type="charge.refunded", payload={}, payment=payment)
+
+    with django_assert_num_queries(len(few.captured_queries)):
+        viewer_client.get(page_url(payment))
+
+
+@pytest.mark.django_db
+def test_csv_export_streams_the_filtered_list(viewer_client):
+    """The export has the list's filters and search, and defuses spreadsheet formulas."""
+    wanted = PaidPaymentFactory(amount=1234, currency="eur", description="=HYPERLINK(evil)")
+    PaymentFactory(status=Payment.Status.FAILED)
+
+    response = viewer_client.get(reverse("admin:payments_payment_export"), {"status__exact": "succeeded"})
+
+    assert response.status_code == 200
+    assert response.streaming
+    assert response["Content-Type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert [row["id"] for row in rows] == [str(wanted.pk)]
+    assert rows[0]["amount"] == "1234" and rows[0]["amount_display"] == "€12.34"
+    assert rows[0]["description"] == "'=HYPERLINK(evil)"
+    assert rows[0]["customer_email"] == wanted.user.email
+
+
+@pytest.mark.django_db
+def test_list_links_to_the_export_with_its_filters(viewer_client):
+    body = viewer_client.get(CHANGELIST, {"status__exact": "failed", "q": "pi_x"}).content.decode()
+
+    link = re.search(r'href="([^"]*)" class="exportlink"', body).group(1)
+    path, _, query = html.unescape(link).partition("?")
+    assert path == reverse("admin:payments_payment_export")
+    assert parse_qs(query) == {"status__exact": ["failed"], "q": ["pi_x"]}

@@ -1,0 +1,21 @@
+"""
+Loaded by pytest before Django's settings (`-p devkit.testing` in pytest.ini):
+gives the test run its own non-secret keys, since settings refuse to start
+without them when DEBUG is off, as in production.
+"""
+
+import os
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "paymentsite.settings")
+# A developer's .env (written by `make run`, DEBUG on) must not change what the tests check.
+os.environ["ENV_FILE"] = ""
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/paymentsite")
+os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-secret-key-not-for-production")
+os.environ.setdefault("STRIPE_SECRET_KEY", "sk_test_paymentsite_tests")
+os.environ.setdefault("STRIPE_PUBLISHABLE_KEY", "pk_test_paymentsite_tests")
+os.environ.setdefault("STRIPE_WEBHOOK_SECRET", "whsec_paymentsite_tests")
+# The fake Stripe refuses a refund's `reason` (see README).
+os.environ.setdefault("STRIPE_SEND_REFUND_REASON", "false")
+os.environ.setdefault("STRIPE_TIMEOUT", "3")
+# The development kit's app (`manage.py localstripe`), as in development.
+os.environ.setdefault("DEVKIT", "true")
