@@ -8,16 +8,15 @@ on the indexed `created_at`. Money is never edited here: payments and disputes
 are view-only, and refunds go through refunds.services like the API's.
 """
 
-import uuid
-
 from django.contrib import admin
 from django.contrib.auth import get_user_model
-from django.db.models import Q
-from django.urls import NoReverseMatch, path, reverse
+from django.urls import path
 from django.utils.html import format_html
 
-from backoffice import views as admin_views
-from core.admin_pagination import EstimatedCountPaginator
+from backoffice.dashboard import DashboardView
+from backoffice.export import PaymentExportView
+from backoffice.refund_form import RefundView
+from core.admin_helpers import EstimatedCountPaginator, ViewOnly, admin_link, search_by_identifiers
 from payments.currencies import format_amount
 from payments.models import Dispute, Payment
 from refunds.models import Refund
@@ -43,68 +42,12 @@ def status_badge(status: str):
     )
 
 
-def admin_link(obj, text=None):
-    """A link to the object's admin page; plain text when its model has no admin here."""
-    text = text if text is not None else str(obj.pk)
-    try:
-        url = reverse(f"admin:{obj._meta.app_label}_{obj._meta.model_name}_change", args=[obj.pk])
-    except NoReverseMatch:
-        return text
-    return format_html('<a href="{}">{}</a>', url, text)
-
-
 def users_by_email(term: str):
     return get_user_model().objects.filter(email__iexact=term) if "@" in term else None
 
 
 def payments_by_intent(term: str):
     return Payment.objects.filter(stripe_payment_intent_id=term) if term.startswith("pi_") else None
-
-
-def search_by_identifiers(queryset, term: str, *, uuid_fields=(), text_fields=(), related=None):
-    """
-    Exact-match search on indexed identifiers, which is what staff have in hand
-    (an id pasted from an email or from Stripe). A term that cannot be a UUID is
-    never compared with a UUID column. `related` maps a foreign key to a function
-    finding the related rows a term names (a user by email...): they are looked
-    up first, so each branch of the OR uses an index of the searched table
-    instead of a join over all of it.
-    """
-    term = term.strip()
-    if not term:
-        return queryset
-    match = Q()
-    for lookup in text_fields:
-        match |= Q(**{lookup: term})
-    try:
-        as_uuid = uuid.UUID(term)
-    except ValueError:
-        pass
-    else:
-        for lookup in uuid_fields:
-            match |= Q(**{lookup: as_uuid})
-    for lookup, find in (related or {}).items():
-        found = find(term)
-        if found is not None:
-            match |= Q(**{f"{lookup}__in": list(found.values_list("pk", flat=True)[:1000])})
-    return queryset.filter(match)
-
-
-class ViewOnly:
-    """
-    No add, no change, no delete, for anyone, superusers included: money and
-    statuses move only through the services (the API, the refund form, Stripe's
-    news), never by editing a row.
-    """
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class ReadOnlyInline(ViewOnly, admin.TabularInline):
@@ -250,13 +193,11 @@ class PaymentAdmin(ViewOnly, admin.ModelAdmin):
     def get_urls(self):
         wrap = self.admin_site.admin_view
         return [
-            path("dashboard/", wrap(admin_views.DashboardView.as_view(model_admin=self)), name="payments_dashboard"),
-            path(
-                "export/", wrap(admin_views.PaymentExportView.as_view(model_admin=self)), name="payments_payment_export"
-            ),
+            path("dashboard/", wrap(DashboardView.as_view(model_admin=self)), name="payments_dashboard"),
+            path("export/", wrap(PaymentExportView.as_view(model_admin=self)), name="payments_payment_export"),
             path(
                 "<uuid:object_id>/refund/",
-                wrap(admin_views.RefundView.as_view(model_admin=self)),
+                wrap(RefundView.as_view(model_admin=self)),
                 name="payments_payment_refund",
             ),
             *super().get_urls(),

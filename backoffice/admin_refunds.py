@@ -7,16 +7,9 @@ from django.contrib import admin
 from django.utils import timezone
 from django.utils.text import Truncator
 
-from backoffice.admin_payments import (
-    ViewOnly,
-    admin_link,
-    payments_by_intent,
-    refund_origin,
-    search_by_identifiers,
-    status_badge,
-)
-from backoffice.views import STUCK_AFTER
-from core.admin_pagination import EstimatedCountPaginator
+from backoffice.admin_payments import payments_by_intent, refund_origin, status_badge
+from backoffice.dashboard import STUCK_AFTER
+from core.admin_helpers import EstimatedCountPaginator, ViewOnly, admin_link, search_by_identifiers
 from payments.currencies import format_amount
 from refunds.models import Refund
 

@@ -4,7 +4,7 @@ from django.contrib import admin, messages
 from django.db.models import Q
 from django.utils.html import format_html
 
-from backoffice.admin_payments import ViewOnly
+from core.admin_helpers import ViewOnly
 from webhooks.models import WebhookEvent
 from webhooks.services import webhook_event_reprocess
 

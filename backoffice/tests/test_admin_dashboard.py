@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from backoffice.views import dashboard_figures
+from backoffice.dashboard import dashboard_figures
 from payments.models import Dispute, Payment
 from payments.tests.factories import PaymentFactory
 from refunds.models import Refund

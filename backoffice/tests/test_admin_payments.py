@@ -13,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from core.admin_pagination import EstimatedCountPaginator
+from core.admin_helpers import EstimatedCountPaginator
 from payments.models import Dispute, Payment
 from payments.tests.factories import PaymentFactory, UserFactory
 from refunds.tests.factories import PaidPaymentFactory, RefundFactory

@@ -66,7 +66,9 @@ def house_violations(folder: str, path: Path) -> list[str]:
         elif top == "stripe" and relative != STRIPE_MODULE:
             problems.append(f"{where}: only {STRIPE_MODULE} talks to Stripe")
         elif top in PROJECT_PACKAGES and top != folder and top not in MAY_IMPORT[folder]:
-            problems.append(f"{where}: {folder}/ may import only {sorted(MAY_IMPORT[folder]) or 'Django and libraries'}")
+            problems.append(
+                f"{where}: {folder}/ may import only {sorted(MAY_IMPORT[folder]) or 'Django and libraries'}"
+            )
     return problems
 
 
