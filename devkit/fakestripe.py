@@ -13,6 +13,9 @@ pickle file turned off, and puts our layers around it, outermost first:
   ``Idempotency-Key`` replays the first answer, refuses other parameters (400) and
   a request still running (409);
 - localstripe's own middlewares (errors, authentication);
+- what localstripe lacks (devkit/stripe_extras.py): parameters real Stripe takes
+  and localstripe refuses (a PaymentIntent's ``description``, a refund's
+  ``reason``...) are taken out and echoed back, and ``amount_received`` is filled;
 - the ``hang`` fault's sleep, innermost.
 
 Run the server with::
@@ -43,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 # Where the servers' shared helpers live; imported from here by older callers too.
 from devkit.processes import DEFAULT_HOST, PROJECT_ROOT, ServerProcess, free_port
+from devkit.stripe_extras import Extras, fill_events, make_extras_middleware
 from devkit.stripe_faults import FaultRules, hang_middleware, make_fault_middleware
 from devkit.stripe_idempotency import IdempotencyStore, make_idempotency_middleware
 
@@ -69,10 +73,15 @@ def build_app() -> web.Application:
 
     # localstripe builds `app` at import time; its middleware list is still mutable
     # until the app starts. Faults and idempotency go around localstripe's own
-    # (errors, authentication); the hang's sleep goes innermost.
+    # (errors, authentication), so idempotency's fingerprint sees every parameter
+    # sent; the extras go inside them, to strip parameters only once the caller is
+    # authenticated and let localstripe answer its own errors.
+    extras = Extras()
+    fill_events(extras)
     outer = [make_fault_middleware(FaultRules()), make_idempotency_middleware(IdempotencyStore())]
+    inner = [make_extras_middleware(extras), hang_middleware]
     app.middlewares[0:0] = [web.middleware(mw) for mw in outer]
-    app.middlewares.append(web.middleware(hang_middleware))
+    app.middlewares.extend(web.middleware(mw) for mw in inner)
     return app
 
 
