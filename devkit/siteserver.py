@@ -52,7 +52,6 @@ def site_environment(
         "STRIPE_SECRET_KEY": TEST_STRIPE_KEY,
         "STRIPE_WEBHOOK_SECRET": webhook_secret,
         "STRIPE_API_BASE": stripe_api_base,
-        "STRIPE_SEND_REFUND_REASON": "false",
         "STRIPE_TIMEOUT": "3",
         "PYTHONUNBUFFERED": "1",
         **(extra_env or {}),
