@@ -11,6 +11,7 @@ One server for the module, emptied before each test, driven with the official
 import asyncio
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -245,6 +246,8 @@ def test_wiping_forgets_what_the_layer_remembered():
             after = (await (await http.get("/v1/payment_intents/pi_same")).json())["description"]
         return before, after
 
-    before, after = asyncio.run(scenario())
+    # In a thread of its own: after a browser test, Playwright's event loop runs in this one.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        before, after = pool.submit(lambda: asyncio.run(scenario())).result(timeout=30)
     assert seen == [{"amount": "1000", "currency": "usd"}]
     assert (before, after) == ("Order 42", None)
