@@ -47,7 +47,6 @@ env:
 	  echo "STRIPE_WEBHOOK_SECRET=whsec_$$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"; \
 	  echo "STRIPE_API_BASE=http://127.0.0.1:$(STRIPE_PORT)"; \
 	  echo "STRIPE_JS_URL=http://127.0.0.1:$(STRIPE_PORT)/js.stripe.com/v3/"; \
-	  echo "STRIPE_SEND_REFUND_REASON=false"; \
 	} > .env && echo "Wrote .env for development"
 
 database: postgres env

@@ -19,7 +19,7 @@ import sys
 import time
 
 from benchmarks.harness import machine
-from devkit.siteserver import PROJECT_ROOT
+from devkit.processes import PROJECT_ROOT
 
 ADMIN_DATABASE = "paymentsite_admin_bench"
 

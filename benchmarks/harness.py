@@ -21,8 +21,8 @@ from pathlib import Path
 
 import psycopg
 
-from devkit.fakestripe import free_port
-from devkit.siteserver import PROJECT_ROOT, SiteServer, site_environment
+from devkit.processes import PROJECT_ROOT, free_port
+from devkit.siteserver import SiteServer, site_environment
 
 ADMIN_DSN = "postgres://postgres@127.0.0.1:5432/postgres"
 # Management commands that never call Stripe still need an API base to start.

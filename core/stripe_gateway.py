@@ -1,24 +1,34 @@
 """
 The one module that talks to Stripe.
 
-It builds the SDK client from settings (API key, API base, timeout), requires an
-idempotency key on every write, answers plain dicts, and turns the SDK's errors
-into three exceptions the rest of the project understands:
+It builds the SDK client from settings (STRIPE_SECRET_KEY, STRIPE_API_BASE,
+STRIPE_TIMEOUT in seconds), requires an idempotency key on every write (ValueError
+without one), answers each Stripe object as a plain dict with amounts in the
+currency's minor unit, and turns the SDK's errors into three exceptions the rest
+of the project understands, all `StripeError`s:
 
 - `StripeUnavailable`: no answer (connection refused or lost, timeout). Stripe
   may or may not have done the work; retrying with the same idempotency key is
   the only safe move.
-- `StripeServerError`: Stripe answered 5xx or 429. Also ambiguous, also retried
-  with the same key.
+- `StripeServerError`: Stripe answered 5xx or 429, or 409 (our earlier request
+  with the key is still running). Also ambiguous, also retried with the same key.
 - `StripeRefused`: a definite 4xx answer (bad request, declined card, a state
-  that does not allow the call). Retrying the same request gets the same answer.
+  that does not allow the call, an unknown id). Retrying the same request gets
+  the same answer.
 
-Nothing else in the project imports `stripe`.
+It sends what real Stripe expects (a PaymentIntent's description and receipt
+email, a refund's reason...) with no switch for the local Stripe: the development
+kit's layer in front of localstripe takes what localstripe refuses.
+
+No other production module imports `stripe` (core/tests/test_house.py holds this);
+only tests and the development kit use the SDK directly.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Iterator
 from typing import Any
 
 import stripe
@@ -81,21 +91,31 @@ def _client(api_key: str, api_base: str, timeout: float) -> stripe.StripeClient:
 
 
 def get_client() -> stripe.StripeClient:
+    """The SDK client for the current settings (cached per key, base and timeout); StripeRefused when no key is set."""
     if not settings.STRIPE_SECRET_KEY:
         raise StripeRefused("Stripe is not configured: STRIPE_SECRET_KEY is empty.", code="not_configured")
     return _client(settings.STRIPE_SECRET_KEY, settings.STRIPE_API_BASE, settings.STRIPE_TIMEOUT)
 
 
 def _as_dict(obj: Any) -> dict:
+    # The SDK's objects hold nested objects; to_dict() turns the whole tree into plain dicts.
     return obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
 
 
 def _call(method, *args, idempotency_key: str | None = None, write: bool, **params) -> dict:
+    """One SDK call with `params`, answered as a dict; a write without an idempotency key is a ValueError."""
     if write and not idempotency_key:
         raise ValueError("Every write to Stripe needs an idempotency key.")
     options = {"idempotency_key": idempotency_key} if idempotency_key else {}
-    try:
+    with _translated_errors():
         return _as_dict(method(*args, params=params, options=options))
+
+
+@contextlib.contextmanager
+def _translated_errors() -> Iterator[None]:
+    """Turn the SDK's errors raised inside the block into StripeUnavailable, StripeServerError or StripeRefused."""
+    try:
+        yield
     except stripe.APIConnectionError as exc:
         raise StripeUnavailable("Stripe could not be reached or did not answer in time.", code="unreachable") from exc
     except (stripe.APIError, stripe.RateLimitError) as exc:
@@ -127,11 +147,39 @@ def _call(method, *args, idempotency_key: str | None = None, write: bool, **para
 
 
 # --- PaymentIntents ---------------------------------------------------------
+#
+# Each function below answers the Stripe object as a plain dict (its JSON: for a
+# PaymentIntent `id`, `status`, `amount`, `amount_received`, `latest_charge`...),
+# amounts in the currency's minor unit. Each write takes an `idempotency_key`
+# (ValueError without one): resending the call with the same key is always safe,
+# Stripe answers its first result instead of doing the work twice. Each call
+# raises StripeUnavailable or StripeServerError when the outcome is unknown
+# (resend with the same key), StripeRefused when Stripe definitely said no.
 
 
 def payment_intent_create(
-    *, amount: int, currency: str, metadata: dict[str, str], idempotency_key: str, **extra: Any
+    *,
+    amount: int,
+    currency: str,
+    metadata: dict[str, str],
+    idempotency_key: str,
+    description: str = "",
+    receipt_email: str = "",
+    **extra: Any,
 ) -> dict:
+    """
+    Create a PaymentIntent of `amount` (minor units) in `currency` (lowercase ISO
+    code) with `metadata`; `description` and `receipt_email` are sent when not
+    empty, `extra` (e.g. `capture_method`, `payment_method`, `confirm`) as given.
+    Answers the PaymentIntent. A write: `idempotency_key` required. Raises
+    StripeUnavailable / StripeServerError (unknown outcome) or StripeRefused (bad
+    parameters; a declined card on `confirm=True`, the PaymentIntent then in
+    `stripe_object`).
+    """
+    if description:
+        extra["description"] = description
+    if receipt_email:
+        extra["receipt_email"] = receipt_email
     return _call(
         get_client().v1.payment_intents.create,
         idempotency_key=idempotency_key,
@@ -144,22 +192,42 @@ def payment_intent_create(
 
 
 def payment_intent_update(payment_intent_id: str, *, idempotency_key: str, **params: Any) -> dict:
+    """
+    Update a PaymentIntent with Stripe's parameters (e.g. `payment_method`, `description`);
+    answers it. A write: `idempotency_key` required. Raises StripeUnavailable /
+    StripeServerError, or StripeRefused (unknown id, a state that allows no update).
+    """
     return _call(
         get_client().v1.payment_intents.update, payment_intent_id, idempotency_key=idempotency_key, write=True, **params
     )
 
 
 def payment_intent_confirm(payment_intent_id: str, *, idempotency_key: str) -> dict:
+    """
+    Confirm a PaymentIntent with the payment method it already has; answers it
+    (`succeeded`, `requires_action`, `requires_capture`, `processing`). A write:
+    `idempotency_key` required. Raises StripeUnavailable / StripeServerError, or
+    StripeRefused (a declined card: code `card_declined` and its `decline_code`).
+    """
     return _call(
         get_client().v1.payment_intents.confirm, payment_intent_id, idempotency_key=idempotency_key, write=True
     )
 
 
 def payment_intent_cancel(payment_intent_id: str, *, idempotency_key: str) -> dict:
+    """
+    Cancel a PaymentIntent not yet paid (a void when only authorized); answers it.
+    A write: `idempotency_key` required. Raises StripeUnavailable /
+    StripeServerError, or StripeRefused (already paid or canceled).
+    """
     return _call(get_client().v1.payment_intents.cancel, payment_intent_id, idempotency_key=idempotency_key, write=True)
 
 
 def payment_intent_retrieve(payment_intent_id: str) -> dict:
+    """
+    The PaymentIntent as Stripe holds it now. Raises StripeUnavailable /
+    StripeServerError, or StripeRefused (an unknown id: 404).
+    """
     return _call(get_client().v1.payment_intents.retrieve, payment_intent_id, write=False)
 
 
@@ -169,30 +237,58 @@ def payment_intent_retrieve(payment_intent_id: str) -> dict:
 def refund_create(
     *, payment_intent_id: str, amount: int, idempotency_key: str, metadata: dict[str, str], reason: str = ""
 ) -> dict:
+    """
+    Refund `amount` (minor units) of a PaymentIntent's charge, with `metadata` and,
+    when given, Stripe's `reason` (`duplicate`, `fraudulent`,
+    `requested_by_customer`). Answers the refund (`id`, `amount`, `reason`,
+    `status`: `pending`, `requires_action`, `succeeded`, `failed` or `canceled`).
+    A write: `idempotency_key` required. Raises StripeUnavailable /
+    StripeServerError (unknown outcome), or StripeRefused (more than is left to
+    refund, an unpaid PaymentIntent, a bad reason); the caller checks the amount first.
+    """
     params: dict[str, Any] = {"payment_intent": payment_intent_id, "amount": amount, "metadata": metadata}
-    # localstripe refuses `reason`; real Stripe wants it (see README, "localstripe").
-    if reason and settings.STRIPE_SEND_REFUND_REASON:
+    if reason:
         params["reason"] = reason
     return _call(get_client().v1.refunds.create, idempotency_key=idempotency_key, write=True, **params)
 
 
 def refund_retrieve(refund_id: str) -> dict:
+    """
+    The refund as Stripe holds it now. Raises StripeUnavailable /
+    StripeServerError, or StripeRefused (an unknown id: 404).
+    """
     return _call(get_client().v1.refunds.retrieve, refund_id, write=False)
 
 
 def refund_list(*, payment_intent_id: str) -> list[dict]:
-    page = _call(get_client().v1.refunds.list, write=False, payment_intent=payment_intent_id, limit=100)
-    return list(page.get("data", []))
+    """
+    Every refund of a PaymentIntent (a list of refund dicts, newest first): pages
+    of 100 are read one after the other until Stripe has no more. Raises
+    StripeUnavailable / StripeServerError, or StripeRefused (an unknown id), also
+    when a later page fails: never a partial list.
+    """
+    with _translated_errors():
+        first_page = get_client().v1.refunds.list(params={"payment_intent": payment_intent_id, "limit": 100})
+        return [_as_dict(refund) for refund in first_page.auto_paging_iter()]
 
 
 # --- SetupIntents (the checkout page collects a card through one) ------------
 
 
 def setup_intent_create(*, idempotency_key: str, **params: Any) -> dict:
+    """
+    Create a SetupIntent with Stripe's parameters (e.g. `metadata`); answers it,
+    with its `client_secret`. A write: `idempotency_key` required. Raises
+    StripeUnavailable / StripeServerError, or StripeRefused.
+    """
     return _call(get_client().v1.setup_intents.create, idempotency_key=idempotency_key, write=True, **params)
 
 
 def setup_intent_retrieve(setup_intent_id: str) -> dict:
+    """
+    The SetupIntent as Stripe holds it now (`status`, `payment_method`). Raises
+    StripeUnavailable / StripeServerError, or StripeRefused (an unknown id: 404).
+    """
     return _call(get_client().v1.setup_intents.retrieve, setup_intent_id, write=False)
 
 

@@ -21,9 +21,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from devkit.fakestripe import DEFAULT_HOST, ServerProcess, free_port
+from devkit.processes import DEFAULT_HOST, PROJECT_ROOT, ServerProcess, free_port
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Not secrets: the values every test and benchmark server shares with its clients.
 TEST_WEBHOOK_SECRET = "whsec_paymentsite_tests"
 TEST_STRIPE_KEY = "sk_test_paymentsite_tests"
@@ -53,7 +52,6 @@ def site_environment(
         "STRIPE_SECRET_KEY": TEST_STRIPE_KEY,
         "STRIPE_WEBHOOK_SECRET": webhook_secret,
         "STRIPE_API_BASE": stripe_api_base,
-        "STRIPE_SEND_REFUND_REASON": "false",
         "STRIPE_TIMEOUT": "3",
         "PYTHONUNBUFFERED": "1",
         **(extra_env or {}),

@@ -14,8 +14,6 @@ os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-secret-key-not-for-product
 os.environ.setdefault("STRIPE_SECRET_KEY", "sk_test_paymentsite_tests")
 os.environ.setdefault("STRIPE_PUBLISHABLE_KEY", "pk_test_paymentsite_tests")
 os.environ.setdefault("STRIPE_WEBHOOK_SECRET", "whsec_paymentsite_tests")
-# The fake Stripe refuses a refund's `reason` (see README).
-os.environ.setdefault("STRIPE_SEND_REFUND_REASON", "false")
 os.environ.setdefault("STRIPE_TIMEOUT", "3")
 # The development kit's app (`manage.py localstripe`), as in development.
 os.environ.setdefault("DEVKIT", "true")

@@ -168,8 +168,6 @@ STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="https://api.stripe.com")
 STRIPE_JS_URL = env.str("STRIPE_JS_URL", default="https://js.stripe.com/v3/")
 # Seconds before a Stripe call counts as ambiguous (the write may or may not have happened).
 STRIPE_TIMEOUT = env.float("STRIPE_TIMEOUT", default=20.0)
-# localstripe refuses a refund's `reason`; real Stripe records it.
-STRIPE_SEND_REFUND_REASON = env.bool("STRIPE_SEND_REFUND_REASON", default=True)
 # How long a payment creation may hold its idempotency key before a retry may take over.
 PAYMENT_CREATE_LEASE_SECONDS = env.int("PAYMENT_CREATE_LEASE_SECONDS", default=60)
 # The same for a refund being sent to Stripe (409 for a concurrent request with its key).

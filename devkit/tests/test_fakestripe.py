@@ -6,7 +6,6 @@ One server for the whole module, emptied before each test. No Django: these test
 drive the server with the official `stripe` SDK, configured the way the app is.
 """
 
-import contextlib
 import json
 import os
 import random
@@ -17,7 +16,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
@@ -25,6 +23,7 @@ import requests
 import stripe
 
 from devkit.fakestripe import FakeStripe, FakeStripeError, free_port
+from devkit.tests.helpers import make_client, wait_for, webhook_receiver
 
 PI_PARAMS = {"amount": 1000, "currency": "usd", "metadata": {"order": "42"}}
 PICKLE = "/tmp/localstripe.pickle"
@@ -40,15 +39,6 @@ def fs() -> Iterator[FakeStripe]:
 @pytest.fixture(autouse=True)
 def _clean(fs: FakeStripe) -> None:
     fs.reset()
-
-
-def make_client(fs: FakeStripe, timeout: float = 2, key: str = "sk_test_x") -> stripe.StripeClient:
-    return stripe.StripeClient(
-        key,
-        base_addresses={"api": fs.api_base},
-        max_network_retries=0,
-        http_client=stripe.RequestsClient(timeout=timeout),
-    )
 
 
 @pytest.fixture
@@ -69,15 +59,6 @@ def raw_post(fs: FakeStripe, path: str, data: dict, key: str | None = None) -> r
 
 def count_pis(fs: FakeStripe) -> int:
     return len(fs.list("payment_intents"))
-
-
-def wait_for(predicate, timeout: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 # -- idempotency ---------------------------------------------------------------
@@ -144,9 +125,9 @@ def test_concurrent_same_key_is_409(fs, client):
 
 def test_client_errors_are_kept_server_errors_are_not(fs, client):
     """A 4xx answer is replayed for the same key; a 5xx is not kept, so the retry runs again."""
-    refused = raw_post(fs, "/v1/payment_intents", {"amount": "1000", "currency": "usd", "description": "x"}, "bad-1")
+    refused = raw_post(fs, "/v1/payment_intents", {"amount": "-1", "currency": "usd"}, "bad-1")
     assert refused.status_code == 400
-    again = raw_post(fs, "/v1/payment_intents", {"amount": "1000", "currency": "usd", "description": "x"}, "bad-1")
+    again = raw_post(fs, "/v1/payment_intents", {"amount": "-1", "currency": "usd"}, "bad-1")
     assert again.status_code == 400
     assert again.headers.get("Idempotent-Replayed") == "true"
 
@@ -330,30 +311,6 @@ def test_listens_on_loopback_only(fs):
         pytest.skip("this machine has no non-loopback IPv4 address")
     with pytest.raises(OSError):
         socket.create_connection((address, fs.port), timeout=2).close()
-
-
-@contextlib.contextmanager
-def webhook_receiver() -> Iterator[tuple[int, list[tuple[str, bytes, str]]]]:
-    """A plain HTTP server on 127.0.0.1 recording every POST as (path, body, Stripe-Signature)."""
-    received: list[tuple[str, bytes, str]] = []
-
-    class Hook(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 (the name http.server expects)
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            received.append((self.path, body, self.headers["Stripe-Signature"]))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield server.server_port, received
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_registered_webhook_receives_signed_events(fs, client):

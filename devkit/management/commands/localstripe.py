@@ -6,8 +6,9 @@ WEBHOOK_PATH = "/webhooks/stripe/"
 
 class Command(BaseCommand):
     help = (
-        "Run the local fake Stripe (localstripe, with Stripe-like idempotency and a fault layer) on 127.0.0.1 "
-        "and register this site's webhook endpoint with STRIPE_WEBHOOK_SECRET. Development and tests only."
+        "Run the local fake Stripe (localstripe, with Stripe-like idempotency, a fault layer, and a layer taking "
+        "the parameters localstripe refuses) on 127.0.0.1 and register this site's webhook endpoint with "
+        "STRIPE_WEBHOOK_SECRET. Development and tests only."
     )
 
     def add_arguments(self, parser):

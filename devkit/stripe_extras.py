@@ -1,0 +1,290 @@
+"""
+The local Stripe's layer for what real Stripe has and localstripe 1.15 lacks, so the
+app can always send what real Stripe expects and read what real Stripe answers.
+
+localstripe refuses (400 "Unexpected ...") some parameters real Stripe takes. This
+layer takes them out of the request body before localstripe reads it, remembers them
+per object id, and puts them back into every JSON answer about that object (create,
+retrieve, update, confirm, cancel, capture, lists, events):
+
+- PaymentIntents, on create (``POST /v1/payment_intents``) and update
+  (``POST /v1/payment_intents/{id}``): ``description``, ``receipt_email``,
+  ``statement_descriptor``, ``statement_descriptor_suffix``, ``shipping[...]``.
+- Refunds, on create (``POST /v1/refunds``): ``reason`` (one of Stripe's three
+  values, or 400 as at Stripe) and ``instructions_email``.
+
+An empty value unsets the field, as at Stripe. Every PaymentIntent answer also gets
+the fields localstripe leaves out: ``amount_received`` (the amount captured) and
+``amount_capturable`` (what an authorized, uncaptured charge holds), and every
+PaymentIntent and refund gets Stripe's ``null`` for a field above never set. The
+webhooks localstripe sends are filled the same way (``fill_events``).
+
+Memory only: ``DELETE /_config/data`` forgets everything. The layer sits inside
+localstripe's own middlewares (after its authentication, inside its error handling)
+and so inside the idempotency layer too, whose fingerprint sees the parameters as
+they were sent.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import urllib.parse
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from devkit.stripe_http import json_response, stripe_error
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from devkit.stripe_http import Handler, Middleware
+
+PAYMENT_INTENT_FIELDS = (
+    "description",
+    "receipt_email",
+    "statement_descriptor",
+    "statement_descriptor_suffix",
+    "shipping",
+)
+REFUND_FIELDS = ("reason", "instructions_email")
+REFUND_REASONS = ("duplicate", "fraudulent", "requested_by_customer")
+
+PAYMENT_INTENT_CREATE = re.compile(r"^/v1/payment_intents$")
+PAYMENT_INTENT_UPDATE = re.compile(r"^/v1/payment_intents/(?P<id>pi_\w+)$")
+PAYMENT_INTENT_CAPTURE = re.compile(r"^/v1/payment_intents/(?P<id>pi_\w+)/capture$")
+REFUND_CREATE = re.compile(r"^/v1/refunds$")
+
+
+# --- What the layer remembers (plain Python, no aiohttp) ---------------------------
+
+
+@dataclass
+class Extras:
+    """The parameters localstripe never saw, and the amounts captured, by Stripe object id."""
+
+    fields: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # PaymentIntent id -> the amount its capture call took (localstripe's charge
+    # records a partial capture as a full capture plus a refund of the rest).
+    captured: dict[str, int] = field(default_factory=dict)
+
+    def clear(self) -> None:
+        self.fields.clear()
+        self.captured.clear()
+
+    def remember(self, object_id: str, taken: dict[str, Any]) -> None:
+        self.fields.setdefault(object_id, {}).update(taken)
+
+    def fill(self, answer: Any) -> Any:
+        """Fill every PaymentIntent and refund anywhere in an answer (object, list, event); answers it."""
+        if isinstance(answer, list):
+            for item in answer:
+                self.fill(item)
+        elif isinstance(answer, dict):
+            for value in answer.values():
+                self.fill(value)
+            kind = answer.get("object")
+            if kind == "payment_intent":
+                self._fill_payment_intent(answer)
+            elif kind == "refund":
+                self._fill_object(answer, ("reason",))
+        return answer
+
+    def _fill_object(self, obj: dict[str, Any], always: tuple[str, ...]) -> None:
+        for name in always:
+            obj.setdefault(name, None)
+        obj.update(self.fields.get(obj.get("id"), {}))
+
+    def _fill_payment_intent(self, intent: dict[str, Any]) -> None:
+        self._fill_object(intent, PAYMENT_INTENT_FIELDS)
+        if "amount_received" not in intent:
+            intent["amount_received"] = self._amount_received(intent)
+        if "amount_capturable" not in intent:
+            intent["amount_capturable"] = intent.get("amount", 0) if intent.get("status") == "requires_capture" else 0
+
+    def _amount_received(self, intent: dict[str, Any]) -> int:
+        if intent.get("id") in self.captured:
+            return self.captured[intent["id"]]
+        charge = intent.get("latest_charge")
+        if isinstance(charge, dict):
+            if charge.get("amount_captured") is not None:
+                return charge["amount_captured"]
+            return charge.get("amount", 0) if charge.get("captured") and charge.get("status") == "succeeded" else 0
+        # No embedded charge to read: only a succeeded intent has received anything.
+        return intent.get("amount", 0) if intent.get("status") == "succeeded" else 0
+
+
+class TakenParams(NamedTuple):
+    body: bytes
+    taken: dict[str, Any]
+    # Whether nothing but the taken parameters was sent.
+    nothing_left: bool
+
+
+def take_params(body: bytes, content_type: str, names: tuple[str, ...]) -> TakenParams:
+    """Split a form (or JSON) body into the body without `names`, and the values of `names`."""
+    if content_type.startswith("application/json"):
+        try:
+            data = json.loads(body or b"{}")
+        except ValueError:
+            return TakenParams(body, {}, False)
+        if not isinstance(data, dict):
+            return TakenParams(body, {}, False)
+        taken = {name: _empty_unsets(data.pop(name)) for name in names if name in data}
+        return TakenParams(json.dumps(data).encode() if taken else body, taken, not data)
+    kept: list[tuple[str, str]] = []
+    taken = {}
+    for key, value in urllib.parse.parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True):
+        path = _key_path(key)
+        if path[0] in names:
+            _set_path(taken, path, value)
+        else:
+            kept.append((key, value))
+    if not taken:
+        return TakenParams(body, {}, not kept)
+    taken = {name: _empty_unsets(value) for name, value in taken.items()}
+    return TakenParams(urllib.parse.urlencode(kept).encode(), taken, not kept)
+
+
+def _key_path(key: str) -> list[str]:
+    """`shipping[address][line1]` -> ['shipping', 'address', 'line1'] (Stripe's form nesting)."""
+    head, bracket, rest = key.partition("[")
+    return [head, *rest.rstrip("]").split("][")] if bracket else [head]
+
+
+def _set_path(tree: dict[str, Any], path: list[str], value: str) -> None:
+    node = tree
+    for part in path[:-1]:
+        if not isinstance(node.get(part), dict):
+            node[part] = {}
+        node = node[part]
+    node[path[-1]] = value
+
+
+def _empty_unsets(value: Any) -> Any:
+    # At Stripe an empty string sets a field back to null.
+    if value == "":
+        return None
+    if isinstance(value, dict):
+        return {name: _empty_unsets(inner) for name, inner in value.items()}
+    return value
+
+
+def _form_value(body: bytes, content_type: str, name: str) -> Any:
+    if content_type.startswith("application/json"):
+        try:
+            data = json.loads(body or b"{}")
+        except ValueError:
+            return None
+        return data.get(name) if isinstance(data, dict) else None
+    return dict(urllib.parse.parse_qsl(body.decode("utf-8", "replace"))).get(name)
+
+
+def _refusal(taken: dict[str, Any]) -> dict[str, str] | None:
+    """Stripe's error for a taken value it would refuse (None when all is well)."""
+    reason = taken.get("reason")
+    if reason is not None and reason not in REFUND_REASONS:
+        return {
+            "type": "invalid_request_error",
+            "param": "reason",
+            "message": f"Invalid reason: must be one of {', '.join(REFUND_REASONS[:-1])}, or {REFUND_REASONS[-1]}",
+        }
+    return None
+
+
+# --- The middleware and the webhooks' filling ------------------------------------------
+
+
+def make_extras_middleware(extras: Extras) -> Middleware:
+    """Takes what localstripe refuses out of the request, and fills its answers (see the module's doc)."""
+
+    async def extras_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.method == "DELETE" and request.path == "/_config/data":
+            response = await handler(request)
+            extras.clear()
+            return response
+        if not request.path.startswith("/v1/"):
+            return await handler(request)
+
+        update = PAYMENT_INTENT_UPDATE.match(request.path) if request.method == "POST" else None
+        capture = PAYMENT_INTENT_CAPTURE.match(request.path) if request.method == "POST" else None
+        names = _names_taken(request, update is not None)
+        taken = TakenParams(b"", {}, False)
+        if names:
+            taken = take_params(await request.read(), request.content_type, names)
+        if taken.taken:
+            refusal = _refusal(taken.taken)
+            if refusal is not None:
+                return stripe_error(400, refusal)
+            _replace_body(request, taken.body)
+
+        if update is not None and taken.taken and taken.nothing_left:
+            # localstripe refuses an update with no parameters; at Stripe it is fine.
+            answer = _payment_intent_export(update["id"])
+        else:
+            response = await handler(request)
+            answer = _json_answer(response)
+            if answer is None or not 200 <= response.status < 300:
+                return response
+        if taken.taken and isinstance(answer, dict) and answer.get("id"):
+            extras.remember(answer["id"], taken.taken)
+        if capture is not None and isinstance(answer, dict):
+            amount = _form_value(await request.read(), request.content_type, "amount_to_capture")
+            extras.captured[capture["id"]] = int(amount) if amount else answer.get("amount", 0)
+        return json_response(200, extras.fill(answer))
+
+    return extras_middleware
+
+
+def _names_taken(request: web.Request, update: bool) -> tuple[str, ...]:
+    if request.method != "POST":
+        return ()
+    if update or PAYMENT_INTENT_CREATE.match(request.path):
+        return PAYMENT_INTENT_FIELDS
+    if REFUND_CREATE.match(request.path):
+        return REFUND_FIELDS
+    return ()
+
+
+def _replace_body(request: web.Request, body: bytes) -> None:
+    # aiohttp reads a body once and caches it (`read()`), and localstripe's
+    # authentication has already parsed it as a form (`post()`): replace the one
+    # cache and drop the other, so localstripe's handler reads the new body. A
+    # request cannot be cloned with another body once it has been read.
+    request._read_bytes = body
+    request._post = None
+
+
+def _payment_intent_export(payment_intent_id: str) -> dict[str, Any]:
+    """The PaymentIntent as localstripe would answer it (its UserError, e.g. 404, reaches its error layer)."""
+    from localstripe.resources import PaymentIntent
+
+    return PaymentIntent._api_retrieve(payment_intent_id)._export()
+
+
+def _json_answer(response: web.StreamResponse) -> Any:
+    from aiohttp import web
+
+    if not isinstance(response, web.Response) or response.content_type != "application/json":
+        return None
+    body = response.body
+    if not isinstance(body, bytes | bytearray):
+        return None
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
+def fill_events(extras: Extras) -> None:
+    """Make localstripe's events (its webhooks and `GET /v1/events`) carry the layer's fields too."""
+    from localstripe.resources import Event
+
+    export = Event._export
+
+    def export_filled(self: Event, expand: list[str] | None = None) -> dict[str, Any]:
+        # A copy: the event keeps its snapshot of the object, unfilled.
+        return extras.fill(copy.deepcopy(export(self, expand=expand)))
+
+    Event._export = export_filled
