@@ -37,7 +37,11 @@ class InvalidState(DomainError):
 
 
 class RefundAmountInvalid(DomainError):
-    """The refund's amount is not positive, or more than is left to refund; `extra` says how much is left."""
+    """
+    The refund's amount is not positive, or more than the payment's refundable
+    amount (what a new refund may still take); then `extra["refundable_amount"]`
+    says how much that is, in minor units.
+    """
 
     http_status = 400
     code = "refund_amount_invalid"

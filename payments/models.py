@@ -108,7 +108,13 @@ class Payment(models.Model):
         return format_amount(self.amount, self.currency)
 
     @property
-    def refundable_amount(self) -> int:
+    def unrefunded_amount(self) -> int:
+        """
+        What succeeded refunds have not given back yet, in minor units: the amount
+        less `refunded_amount`. Refunds still under way are not counted, so this
+        is not what a new refund may take: that is the *refundable* amount,
+        `refunds.services.payment_refundable_amount`.
+        """
         return self.amount - self.refunded_amount
 
     @property
@@ -203,23 +209,51 @@ class Payment(models.Model):
 class Dispute(models.Model):
     """A chargeback Stripe told us about (`charge.dispute.*`)."""
 
-    # Stripe's dispute statuses that still need work from us.
-    OPEN_STATUSES = ("warning_needs_response", "warning_under_review", "needs_response", "under_review")
-    # Stripe never reopens a closed dispute.
-    CLOSED_STATUSES = ("won", "lost", "warning_closed", "prevented")
-    # How far along each status is, to settle news of the same second the same way every time.
+    class Status(models.TextChoices):
+        """Stripe's dispute statuses (the Dispute object's `status`)."""
+
+        WARNING_NEEDS_RESPONSE = "warning_needs_response"
+        WARNING_UNDER_REVIEW = "warning_under_review"
+        WARNING_CLOSED = "warning_closed"
+        NEEDS_RESPONSE = "needs_response"
+        UNDER_REVIEW = "under_review"
+        APPEAL_NEEDS_RESPONSE = "appeal_needs_response"
+        APPEAL_UNDER_REVIEW = "appeal_under_review"
+        WON = "won"
+        # Stripe has given the money back to the cardholder for good: no refund is possible.
+        LOST = "lost"
+        PREVENTED = "prevented"
+
+    # The statuses that still need work from us.
+    OPEN_STATUSES = frozenset(
+        {
+            Status.WARNING_NEEDS_RESPONSE,
+            Status.WARNING_UNDER_REVIEW,
+            Status.NEEDS_RESPONSE,
+            Status.UNDER_REVIEW,
+            Status.APPEAL_NEEDS_RESPONSE,
+            Status.APPEAL_UNDER_REVIEW,
+        }
+    )
+    # A closed dispute is never reopened here. (Newer API versions can appeal a
+    # decided dispute at Stripe, `appeal_*`: news of that after the decision is not applied.)
+    CLOSED_STATUSES = frozenset({Status.WON, Status.LOST, Status.WARNING_CLOSED, Status.PREVENTED})
+    # How far along each open status is, to settle news of the same second the same way every time.
     PROGRESS = {
-        "warning_needs_response": 0,
-        "warning_under_review": 1,
-        "needs_response": 2,
-        "under_review": 3,
+        Status.WARNING_NEEDS_RESPONSE: 0,
+        Status.WARNING_UNDER_REVIEW: 1,
+        Status.NEEDS_RESPONSE: 2,
+        Status.UNDER_REVIEW: 3,
+        Status.APPEAL_NEEDS_RESPONSE: 4,
+        Status.APPEAL_UNDER_REVIEW: 5,
     }
 
     stripe_dispute_id = models.CharField(max_length=255, unique=True)
     payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="disputes")
     amount = models.BigIntegerField()
     reason = models.CharField(max_length=64, blank=True)
-    status = models.CharField(max_length=64)
+    # Stripe may add statuses: one this list lacks is still stored as Stripe sent it.
+    status = models.CharField(max_length=64, choices=Status.choices)
     evidence_due_by = models.DateTimeField(null=True, blank=True)
     stripe_state_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)

@@ -1,20 +1,19 @@
 """
-Payment use cases: creating and canceling a payment, and recording what Stripe
-says about its PaymentIntent.
+Payment use cases: creating, confirming and canceling a payment (the API and
+the checkout page), and recording what Stripe says about its PaymentIntent
+(the webhook handlers, the reconcile command). Disputes: payments.disputes.
 
-Every function here follows one pattern, so no row lock is ever held across a
-network call: lock, check and write; commit; call Stripe; lock again and record
-the answer. A Stripe call that ends without a definite answer leaves the row as
-it was, and the same call with the same idempotency key resumes it.
+Every function that calls Stripe follows one pattern, so no row lock is ever
+held across a network call: lock, check and write; commit; call Stripe; lock
+again and record the answer. A Stripe call that ends without a definite answer
+leaves the row as it was, and the same call with the same idempotency key
+resumes it. Amounts are integers in the currency's minor unit throughout.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import uuid
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -22,16 +21,9 @@ from django.utils import timezone
 
 from core import stripe_gateway
 from core.exceptions import IdempotencyKeyInUse, IdempotencyKeyReused, InvalidState
+from core.idempotency import PAYMENT_ID_METADATA_KEY, request_fingerprint
+from core.leases import lease_is_live
 from payments.models import Payment
-
-# Our Payment.id travels to Stripe under this metadata key.
-PAYMENT_ID_METADATA_KEY = "payment_id"
-
-
-def request_fingerprint(data: dict[str, Any]) -> str:
-    """A stable digest of a validated request body, to tell a replay from a new request."""
-    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def stripe_timestamp(seconds: int | float | None) -> datetime:
@@ -39,6 +31,13 @@ def stripe_timestamp(seconds: int | float | None) -> datetime:
     if seconds is None:
         return timezone.now()
     return datetime.fromtimestamp(int(seconds), tz=UTC)
+
+
+def stripe_id_of(value) -> str | None:
+    """The id of a Stripe reference, whether Stripe sent an id or an expanded object; None when empty."""
+    if isinstance(value, dict):
+        value = value.get("id")
+    return str(value) if value else None
 
 
 def _create_idempotency_key(payment: Payment) -> str:
@@ -62,13 +61,26 @@ def payment_create(
     """
     Create a payment and its PaymentIntent; answers (payment, replayed).
 
+    Takes the API user, the client's `Idempotency-Key`, `amount` in the
+    currency's minor unit (validated by the caller: positive, within the
+    currency's limits), a lowercase ISO `currency`, and Stripe-valid
+    `description` and `metadata` (str to str). `replayed` is True when the key
+    had already made this payment: the stored payment is answered as it is.
+
+    Raises IdempotencyKeyReused (422) when the key was used with another body,
+    IdempotencyKeyInUse (409) while another request holds the key's lease
+    (PAYMENT_CREATE_LEASE_SECONDS), and the gateway's errors: StripeRefused
+    (a definite no; the row is deleted, nothing is left half-written, the key
+    is free again), StripeServerError / StripeUnavailable (ambiguous; the row
+    is kept, its lease dropped, for the retry).
+
     Locks: the payment row, briefly, in `_payment_claim` and `_payment_record_created`;
-    never while Stripe is called. Side effects: one PaymentIntent at Stripe, whose
-    metadata carries our payment id. Safe to retry with the same key: a replay
-    answers the stored payment; after a Stripe outage or a lost answer the retry
+    never while Stripe is called. Side effects: the payment row, committed
+    before Stripe is called; one PaymentIntent at Stripe, whose metadata
+    carries our payment id. Safe to retry with the same key: a replay answers
+    the stored payment; after a Stripe outage or a lost answer the retry
     resends the same Stripe idempotency key, so Stripe answers with the
-    PaymentIntent it already made. A concurrent request with the key gets
-    IdempotencyKeyInUse; the key with a different body gets IdempotencyKeyReused.
+    PaymentIntent it already made and there is never a second one.
     """
     metadata = metadata or {}
     fingerprint = request_fingerprint(
@@ -131,8 +143,7 @@ def _payment_claim(*, user, idempotency_key: str, fingerprint: str, fields: dict
             )
         if payment.stripe_payment_intent_id:
             return payment, True
-        lease = timedelta(seconds=settings.PAYMENT_CREATE_LEASE_SECONDS)
-        if payment.stripe_call_started_at and now - payment.stripe_call_started_at < lease:
+        if lease_is_live(payment.stripe_call_started_at, seconds=settings.PAYMENT_CREATE_LEASE_SECONDS, now=now):
             raise IdempotencyKeyInUse("A request with this Idempotency-Key is still being processed. Retry shortly.")
         payment.stripe_call_started_at = now
         payment.save(update_fields=["stripe_call_started_at", "updated_at"])
@@ -152,10 +163,17 @@ def _payment_record_created(*, payment_id, intent: dict) -> Payment:
 
 def payment_record_intent(*, payment: Payment, intent: dict, at: datetime, payment_failed: bool = False) -> bool:
     """
-    Apply a PaymentIntent (as Stripe answered or an event carried it) to `payment`
-    and save it. The caller holds the row lock. `at` is when that state was true
-    at Stripe; the model's rule decides whether it may still move the payment.
-    Answers whether the status changed.
+    Apply a PaymentIntent (a dict as Stripe answered or an event carried it:
+    `id`, `status`, optional `client_secret` and `last_payment_error`) to
+    `payment` and save it; answers whether the status changed. `at` is when
+    that state was true at Stripe (an event's `created`, or now for an object
+    just read); Payment.may_apply decides whether it may still move the payment,
+    so older news changes nothing. `payment_failed` says a payment attempt
+    failed (the intent is back in `requires_payment_method`): status `failed`.
+
+    Raises ValueError for a PaymentIntent status Stripe does not have. Locks:
+    none of its own; the caller holds the payment's row lock. No network call.
+    Safe to repeat: the same news applied twice changes nothing the second time.
     """
     if not payment.stripe_payment_intent_id:
         payment.stripe_payment_intent_id = intent["id"]
@@ -183,9 +201,15 @@ def _payment_record_answer(*, payment_id, intent: dict) -> Payment:
 
 def payment_for_intent(*, intent: dict, adopt: bool = True) -> Payment | None:
     """
-    The locked payment a PaymentIntent belongs to: by our id in its metadata,
-    then by its id. With `adopt`, a PaymentIntent the app never created becomes
-    a payment with no user. Must run inside a transaction.
+    The payment a PaymentIntent (a dict with `id`, and for adoption `amount`,
+    `currency`, optional `metadata`, `description`, `created`) belongs to,
+    row-locked: by our id in its metadata, then by its id. With `adopt`, a
+    PaymentIntent the app never created becomes a payment with no user (its
+    amount in minor units, as Stripe sent it); without, None when none matches.
+
+    Must run inside a transaction: the lock lasts until it ends. Two deliveries
+    adopting the same PaymentIntent at once end with one payment (the unique
+    PaymentIntent id; the second reads the first's). No network call.
     """
     payment_id = (intent.get("metadata") or {}).get(PAYMENT_ID_METADATA_KEY)
     if payment_id:
@@ -216,16 +240,41 @@ def payment_for_intent(*, intent: dict, adopt: bool = True) -> Payment | None:
         return Payment.objects.select_for_update().get(stripe_payment_intent_id=intent["id"])
 
 
+def payment_record_stripe_intent(*, intent: dict, at: datetime, payment_failed: bool = False) -> Payment:
+    """
+    Record a PaymentIntent Stripe told us about (a `payment_intent.*` event's
+    object): find its payment, or adopt it (no user) if the app never made it,
+    and apply it as `payment_record_intent` does; answers the payment.
+
+    `at` is when the news was true at Stripe (the event's `created`); older news
+    than what the payment holds changes nothing, and a final status is never
+    left. Raises ValueError for an unknown PaymentIntent status (nothing is
+    written). Locks: the payment row, in one transaction (the caller's, if it
+    has one). No network call. Safe to repeat: applied twice, or after newer
+    news, it changes nothing.
+    """
+    with transaction.atomic():
+        payment = payment_for_intent(intent=intent, adopt=True)
+        payment_record_intent(payment=payment, intent=intent, at=at, payment_failed=payment_failed)
+    return payment
+
+
 # --- Canceling --------------------------------------------------------------
 
 
 def payment_cancel(*, payment: Payment) -> Payment:
     """
-    Cancel the PaymentIntent at Stripe and here.
+    Cancel the PaymentIntent at Stripe and here; answers the payment as
+    recorded afterwards (`canceled`; already canceled: answered unchanged,
+    without calling Stripe).
 
-    Locks: the payment row briefly before and after the Stripe call, never during.
-    Raises InvalidState (409) once the payment has been paid, or while its
-    creation has not finished. Safe to retry: canceling at Stripe is final, and
+    Raises InvalidState (409) once the payment has been paid, while its
+    creation has not finished, or when Stripe refuses because the payment moved
+    on meanwhile (its real state is recorded first); the gateway's
+    StripeServerError / StripeUnavailable when Stripe does not answer (nothing
+    recorded). Locks: the payment row briefly before and after the Stripe call,
+    never during. Side effects: the cancellation at Stripe (a void, when the
+    money was only authorized). Safe to retry: canceling at Stripe is final, and
     a refusal is answered by reading the PaymentIntent's real state.
     """
     with transaction.atomic():
@@ -273,10 +322,12 @@ def _intent_taking_a_card(payment: Payment) -> str:
 def payment_setup_intent_create(*, payment: Payment) -> dict:
     """
     A SetupIntent through which the checkout page's Stripe.js collects one card
-    (`confirmCardSetup`); answered as Stripe sent it, for its `client_secret`.
-    Our payment id rides in its metadata.
+    (`confirmCardSetup`); answered as the dict Stripe sent, for its
+    `client_secret`. Our payment id rides in its metadata.
 
-    Locks: none. Raises InvalidState (409) once the payment is paid or canceled.
+    Locks: none. Raises InvalidState (409) once the payment is paid or canceled,
+    or before its PaymentIntent exists; the gateway's StripeError subclasses
+    when Stripe refuses or does not answer.
     Side effects: one SetupIntent at Stripe, which moves no money. Every call
     makes a new one, since a SetupIntent takes one card and a customer may try
     several; a retry after a lost answer leaves at worst an unused SetupIntent
@@ -291,13 +342,16 @@ def payment_setup_intent_create(*, payment: Payment) -> dict:
 
 def payment_confirm(*, payment: Payment, payment_method: str) -> Payment:
     """
-    Pay `payment` with `payment_method` (a card Stripe.js collected): set it on
-    the PaymentIntent, confirm it, and record Stripe's answer: `succeeded`,
-    `requires_action` (Stripe.js then runs the 3-D Secure challenge),
-    `processing`, or `failed` with Stripe's decline message.
+    Pay `payment` with `payment_method` (a Stripe PaymentMethod id, `pm_…`, that
+    Stripe.js collected): set it on the PaymentIntent, confirm it, and answer
+    the payment with Stripe's answer recorded: `succeeded`, `requires_action`
+    (Stripe.js then runs the 3-D Secure challenge), `processing`, or `failed`
+    with Stripe's decline message in `failure_message`.
 
     Locks: the payment row, briefly, before and after the Stripe calls, never
-    during them. Raises InvalidState (409) once the payment is paid or canceled.
+    during them. Raises InvalidState (409) once the payment is paid or canceled,
+    or before its PaymentIntent exists; the gateway's StripeServerError /
+    StripeUnavailable when Stripe does not answer (nothing recorded; retry).
     Safe to retry: both Stripe calls carry keys derived from the payment and the
     payment method, so a double submit, or a retry after a lost answer, gets
     Stripe's first answer again and never charges twice; another card is

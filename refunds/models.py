@@ -28,7 +28,7 @@ class Refund(models.Model):
         FRAUDULENT = "fraudulent"
         REQUESTED_BY_CUSTOMER = "requested_by_customer"
 
-    # Statuses whose amount is spoken for: they count against what is left to refund.
+    # Statuses whose amount is spoken for: they count against the payment's refundable amount.
     HOLDING = frozenset({Status.PENDING, Status.REQUIRES_ACTION, Status.SUCCEEDED})
     FINAL = frozenset({Status.FAILED, Status.CANCELED})
     # Stripe moves a refund forward only: pending -> requires_action -> succeeded,

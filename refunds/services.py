@@ -1,21 +1,24 @@
 """
 Refund use cases. Every path that changes a refund's status or a payment's
-refunded amount comes through here: the API, the admin, the webhook handlers
-and the retry/reconcile commands.
+refunded amount comes through here: the API (refunds.api), the support desk
+(backoffice), the webhook handlers and the `retry_refunds` / `reconcile_stripe`
+commands.
 
 Locks are always taken in one order, the payment row first and then its
 refunds, so two writers on the same payment queue instead of deadlocking; and
-no lock is ever held across a call to Stripe.
+no lock is ever held across a call to Stripe. Amounts are integers in the
+payment currency's minor unit throughout; "refundable" always means what a
+new refund may still take (`payment_refundable_amount`).
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q, Sum
+from django.db.models import Sum
 from django.utils import timezone
 
 from core import stripe_gateway
@@ -27,25 +30,17 @@ from core.exceptions import (
     RefundAmountInvalid,
     RefundRefused,
 )
+from core.idempotency import (
+    PAYMENT_ID_METADATA_KEY,
+    REFUND_ID_METADATA_KEY,
+    STRIPE_IDEMPOTENCY_KEY_LIFETIME,
+    request_fingerprint,
+)
+from core.leases import lease_is_live, lease_not_live
 from payments.currencies import format_amount
-from payments.models import Payment
-from payments.services import PAYMENT_ID_METADATA_KEY, request_fingerprint
+from payments.models import Dispute, Payment
+from payments.services import stripe_id_of
 from refunds.models import Refund
-
-# Our Refund.id travels to Stripe under this metadata key.
-REFUND_ID_METADATA_KEY = "refund_id"
-# The dispute status after which Stripe has taken the money back for good.
-DISPUTE_LOST = "lost"
-# Stripe keeps idempotency keys for 24 hours; an hour's margin for slow calls and clocks.
-STRIPE_IDEMPOTENCY_KEY_LIFETIME = timedelta(hours=23)
-
-
-def stripe_id_of(value) -> str | None:
-    """The id of a Stripe reference, whether Stripe sent an id or an expanded object."""
-    if isinstance(value, dict):
-        value = value.get("id")
-    return str(value) if value else None
-
 
 # --- Issuing a refund -------------------------------------------------------
 
@@ -60,20 +55,27 @@ def refund_create(
     idempotency_key: str,
 ) -> tuple[Refund, bool]:
     """
-    Refund `amount` (all that is left when None) of `payment`; answers (refund,
-    replayed). Used by the API and the admin.
+    Refund `amount` minor units (all that is refundable when None) of
+    `payment`; answers (refund, replayed), `replayed` True when the key had
+    already made this refund (answered as it is). `reason` is Stripe's (a
+    Refund.Reason value, or blank), `note` is internal, `created_by` the staff
+    user (or None), `idempotency_key` the caller's key (1-255 characters). Used
+    by the API and the support desk.
 
-    Three steps, no row lock ever held across the Stripe call: `refund_reserve`
-    writes a pending refund under the payment's lock; `refund_submit` sends it
-    to Stripe with the refund's own idempotency key and records the answer.
+    Three steps, as the README's "Refunds" tells them, and no row lock ever held
+    across the Stripe call: Reserve (`refund_reserve`: a pending refund written
+    under the payment's lock), Send and Record (`refund_submit`: to Stripe with
+    the refund's own idempotency key, then its answer applied).
 
-    Raises RefundAmountInvalid (400), NotRefundable (409), IdempotencyKeyReused
-    (422), IdempotencyKeyInUse (409), RefundRefused (409, Stripe's definite no:
-    the refund is kept as `failed`). An ambiguous outcome lets the gateway's
-    StripeError through and leaves the refund pending: calling again with the
-    same key resends it with the same Stripe key, so Stripe answers with the
-    refund it may already have made and the money is never given back twice
-    (`retry_refunds` does the same for requests nobody retries).
+    Raises RefundAmountInvalid (400), DomainError (400, unknown reason),
+    NotRefundable (409), IdempotencyKeyReused (422), IdempotencyKeyInUse (409),
+    RefundRefused (409, Stripe's definite no: the refund is kept as `failed`).
+    An ambiguous outcome lets the gateway's StripeServerError /
+    StripeUnavailable through and leaves the refund pending, its amount still
+    held: calling again with the same key resends it with the same Stripe key,
+    so Stripe answers with the refund it may already have made and the money is
+    never given back twice (`retry_refunds` does the same for requests nobody
+    retries).
     """
     refund, replayed = refund_reserve(
         payment=payment,
@@ -98,13 +100,22 @@ def refund_reserve(
     idempotency_key: str,
 ) -> tuple[Refund, bool]:
     """
-    Step (a): take the idempotency key and set the amount aside. Answers
-    (refund, replayed); when not replayed the refund is pending, the caller
-    holds its lease (`stripe_call_started_at`) and must call `refund_submit`.
+    Step Reserve: take the idempotency key and set the amount aside (arguments
+    as `refund_create`). Answers (refund, replayed); when not replayed the
+    refund is pending, the caller holds its lease (`stripe_call_started_at`,
+    REFUND_CREATE_LEASE_SECONDS) and must call `refund_submit`.
+
+    Raises what `refund_create` raises before Stripe is called: RefundAmountInvalid
+    (its `extra` carries `refundable_amount`), DomainError, NotRefundable (not
+    paid, a lost dispute, nothing refundable), IdempotencyKeyReused,
+    IdempotencyKeyInUse, and RefundRefused for a key whose refund Stripe
+    refused. Nothing is written when it raises.
 
     Locks: the payment row, then its refunds, in one short transaction. The
-    amount is checked against what is left counting pending refunds too, so
-    concurrent requests can never set aside more than was charged.
+    amount is checked against the refundable amount, which counts refunds
+    still under way, so concurrent requests can never set aside more than was
+    charged. Safe to retry: under the same key it replays, refuses or resumes
+    the refund it made, never a second one.
     """
     fingerprint = request_fingerprint(
         {
@@ -129,17 +140,18 @@ def refund_reserve(
             raise DomainError(f"Unknown reason {reason!r}: one of {', '.join(Refund.Reason.values)}, or blank.")
         if payment.status not in Payment.REFUNDABLE:
             raise NotRefundable(f"A payment that is {payment.status} cannot be refunded.")
-        if payment.disputes.filter(status=DISPUTE_LOST).exists():
+        if payment.disputes.filter(status=Dispute.Status.LOST).exists():
             raise NotRefundable("The payment's dispute was lost: Stripe has already given the money back.")
-        left = payment_unreserved_amount(payment=payment)
-        if left <= 0:
+        refundable = payment_refundable_amount(payment=payment)
+        if refundable <= 0:
             raise NotRefundable("Nothing is left to refund: the whole amount is refunded or being refunded.")
         if amount is None:
-            amount = left
-        if amount > left:
+            amount = refundable
+        if amount > refundable:
+            left = f"{format_amount(refundable, payment.currency)} ({refundable})"
             raise RefundAmountInvalid(
-                f"The amount exceeds what is left to refund: {format_amount(left, payment.currency)} ({left}) is left.",
-                refundable_amount=left,
+                f"The amount exceeds what is left to refund: {left} is left.",
+                refundable_amount=refundable,
             )
         refund = Refund.objects.create(
             payment=payment,
@@ -164,33 +176,47 @@ def _refund_reclaim(*, refund: Refund, fingerprint: str, now) -> tuple[Refund, b
         raise _refused(refund)
     if refund.stripe_refund_id or refund.status != Refund.Status.PENDING:
         return refund, True
-    lease = timedelta(seconds=settings.REFUND_CREATE_LEASE_SECONDS)
-    if refund.stripe_call_started_at and now - refund.stripe_call_started_at < lease:
+    if lease_is_live(refund.stripe_call_started_at, seconds=settings.REFUND_CREATE_LEASE_SECONDS, now=now):
         raise IdempotencyKeyInUse("A request with this Idempotency-Key is still being processed. Retry shortly.")
     refund.stripe_call_started_at = now
     refund.save(update_fields=["stripe_call_started_at", "updated_at"])
     return refund, False
 
 
-def payment_unreserved_amount(*, payment: Payment) -> int:
-    """What may still be refunded: the amount less every refund succeeded or still under way."""
+def payment_refundable_amount(*, payment: Payment) -> int:
+    """
+    The payment's refundable amount, in minor units: what a new refund may still
+    take, the amount less every refund succeeded or still under way
+    (Refund.HOLDING). Not floored at 0. Reads the refunds without locking them:
+    hold the payment's row lock for an answer that cannot change under you.
+    """
     held = payment.refunds.filter(status__in=Refund.HOLDING).aggregate(total=Sum("amount"))["total"] or 0
     return payment.amount - held
 
 
+# The name the support desk (backoffice.views) still calls; the same function.
+payment_unreserved_amount = payment_refundable_amount
+
+
 def refund_submit(*, refund: Refund) -> Refund:
     """
-    Steps (b) and (c): send the pending refund to Stripe, outside any
+    Steps Send and Record: send the pending refund to Stripe, outside any
     transaction, with its own idempotency key (`refund.stripe_idempotency_key`)
-    and our ids in its metadata; then record the answer.
+    and our ids in its metadata; then record the answer. Answers the refund as
+    recorded. The caller holds the refund's lease (`refund_reserve`,
+    `refund_retry`).
 
     - Stripe's refund: applied by `refund_record_stripe_refund` (a succeeded one
       moves the payment's refunded amount and status).
     - A definite refusal: the refund becomes `failed`, its amount is free
       again, and RefundRefused is raised.
-    - No definite answer: the refund stays pending and the gateway's error is
-      raised. Sending it again is always safe: the same key gets Stripe's
-      first answer instead of a second refund.
+    - No definite answer: the refund stays pending, its lease is dropped (a
+      retry may come in at once) and the gateway's StripeServerError /
+      StripeUnavailable is raised. Sending it again is always safe: the same
+      key gets Stripe's first answer instead of a second refund.
+
+    Locks: none during the Stripe call; the payment row, then the refund, to
+    record the answer.
 
     Stripe forgets an idempotency key after 24 hours, so a refund older than
     that is first looked for at Stripe by our id in its metadata, and recorded
@@ -254,13 +280,12 @@ def refund_retry(*, refund: Refund) -> Refund:
     Stripe's 24 hours of idempotency two runs cannot both make it.
     """
     now = timezone.now()
-    lease = timedelta(seconds=settings.REFUND_CREATE_LEASE_SECONDS)
     with transaction.atomic():
         Payment.objects.select_for_update().get(pk=refund.payment_id)
         refund = Refund.objects.select_for_update().select_related("payment").get(pk=refund.pk)
         if refund.stripe_refund_id or refund.status != Refund.Status.PENDING:
             return refund
-        if refund.stripe_call_started_at and now - refund.stripe_call_started_at < lease:
+        if lease_is_live(refund.stripe_call_started_at, seconds=settings.REFUND_CREATE_LEASE_SECONDS, now=now):
             return refund
         refund.stripe_call_started_at = now
         refund.save(update_fields=["stripe_call_started_at", "updated_at"])
@@ -269,16 +294,17 @@ def refund_retry(*, refund: Refund) -> Refund:
 
 def refunds_awaiting_stripe():
     """
-    Refunds set aside here that Stripe never answered for, oldest first; those a
-    request is sending right now (their lease is live) are left to it. A lease
-    outlives a crashed request only by REFUND_CREATE_LEASE_SECONDS.
+    A queryset of the refunds set aside here that Stripe never answered for,
+    oldest first; those a request is sending right now (their lease is live)
+    are left to it. A lease outlives a crashed request only by
+    REFUND_CREATE_LEASE_SECONDS. Locks nothing, reads only: `refund_retry`
+    re-reads each under its lock.
     """
-    lease_expired = timezone.now() - timedelta(seconds=settings.REFUND_CREATE_LEASE_SECONDS)
-    return (
-        Refund.objects.filter(status=Refund.Status.PENDING, stripe_refund_id__isnull=True)
-        .filter(Q(stripe_call_started_at__isnull=True) | Q(stripe_call_started_at__lt=lease_expired))
-        .order_by("created_at")
+    lease_free = lease_not_live(
+        "stripe_call_started_at", seconds=settings.REFUND_CREATE_LEASE_SECONDS, now=timezone.now()
     )
+    pending = Refund.objects.filter(status=Refund.Status.PENDING, stripe_refund_id__isnull=True)
+    return pending.filter(lease_free).order_by("created_at")
 
 
 # --- Recording Stripe's state -----------------------------------------------
@@ -286,10 +312,11 @@ def refunds_awaiting_stripe():
 
 def payment_sync_refunded_amount(*, payment: Payment) -> None:
     """
-    Set the payment's refunded amount to the sum of its succeeded refunds and
-    save it; a paid payment's status follows (see Payment.set_refunded_amount).
-    The caller holds the payment's row lock. The database's check constraint
-    refuses a total above the amount.
+    Set the payment's refunded amount to the sum of its succeeded refunds (minor
+    units) and save it; a paid payment's status follows (see
+    Payment.set_refunded_amount). The caller holds the payment's row lock. The
+    database's check constraint refuses a total above the amount
+    (IntegrityError). No network call; idempotent.
     """
     total = payment.refunds.filter(status=Refund.Status.SUCCEEDED).aggregate(total=Sum("amount"))["total"] or 0
     payment.set_refunded_amount(total)
@@ -298,16 +325,19 @@ def payment_sync_refunded_amount(*, payment: Payment) -> None:
 
 def refund_record_stripe_refund(*, stripe_refund: dict) -> Refund | None:
     """
-    Apply a Stripe Refund object (an API answer, an event's object, or one read
-    back by a command) to our books, and answer our Refund; None when its
-    payment is not known here yet.
+    Apply a Stripe Refund object (a dict: `id`, `status`, `amount` in minor
+    units, `payment_intent` as an id or an expanded object, optional
+    `metadata`, `reason`, `failure_reason`; an API answer, an event's object,
+    or one read back by a command) to our books, and answer our Refund; None
+    when its payment is not known here yet (nothing is written).
 
     Finds our refund by its Stripe id, then by our id in its metadata; a refund
     the app never made (the Stripe dashboard) is recorded with no `created_by`.
     Its status only moves forward (Refund.apply_stripe_status), so the same
     object applied twice, or an older one after a newer one, changes nothing.
-    Locks: the payment row, then the refund, in one transaction (the caller's,
-    if it has one). Makes no network call.
+    Raises ValueError for a refund status Stripe does not have (nothing is
+    written). Locks: the payment row, then the refund, in one transaction (the
+    caller's, if it has one). Makes no network call. Safe to repeat.
     """
     refund_id = str(stripe_refund["id"])
     with transaction.atomic():
@@ -348,3 +378,38 @@ def _refund_from_metadata(stripe_refund: dict) -> Refund | None:
 
 def _known_reason(reason) -> str:
     return reason if reason in Refund.Reason.values else ""
+
+
+def refund_record_stripe_charge(*, charge: dict, at: datetime) -> Payment | None:
+    """
+    Record what a refunded Stripe Charge (a `charge.refunded` event's object: a
+    dict with `id`, `payment_intent` as an id or an expanded object, `captured`,
+    `status`, and in older API versions its refunds embedded under
+    `refunds.data`) proves: that its payment was captured (news of `at`, the
+    event's `created`), and each embedded refund (as
+    `refund_record_stripe_refund`). A current charge no longer embeds its
+    refunds; the `refund.*` events name them.
+
+    Answers the payment; None when the charge names no PaymentIntent or its
+    payment is not known here (nothing is written). Raises ValueError for an
+    embedded refund with a status Stripe does not have (nothing is written).
+    Locks: the payment row, then its refunds, in one transaction (the caller's,
+    if it has one). No network call. Safe to repeat: a paid payment stays paid,
+    and refunds only move forward.
+    """
+    intent_id = stripe_id_of(charge.get("payment_intent"))
+    if not intent_id:
+        return None
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().filter(stripe_payment_intent_id=intent_id).first()
+        if payment is None:
+            return None
+        if charge.get("captured") and charge.get("status") == "succeeded":
+            payment.apply_stripe_status(Payment.Status.SUCCEEDED, at=at)
+            payment.save()
+        embedded = charge.get("refunds")
+        for stripe_refund in (embedded.get("data") or []) if isinstance(embedded, dict) else []:
+            # An embedded refund may leave its PaymentIntent out; it is the charge's.
+            payment_intent = stripe_id_of(stripe_refund.get("payment_intent")) or intent_id
+            refund_record_stripe_refund(stripe_refund={**stripe_refund, "payment_intent": payment_intent})
+    return payment

@@ -1,11 +1,13 @@
 """
 One handler per Stripe event type, found in `HANDLERS` (filled by `@handles`).
 
-A handler gets the stored event, applies its object through the payments and
-refunds services (which hold the order rules) and answers the payment it
-touched, or None. It runs inside the event's transaction and a savepoint of its
-own: raising rolls back everything it did. It never calls Stripe: Stripe is
-waiting for our answer, and the event already carries what we need.
+A handler gets the stored event, makes one service call with its object (the
+payments and refunds services hold the order rules and the locks) and answers
+the payment it touched, or None. It runs inside the event's transaction and a
+savepoint of its own (webhooks.services): raising rolls back everything it did.
+It never calls Stripe: Stripe is waiting for our answer, and the event already
+carries what we need. So every handler is safe to run again on the same event:
+the services' order rules make a second run change nothing.
 
 Two outcomes besides success:
 - `EventIgnored`: the event is about something that is not ours to record (a
@@ -21,9 +23,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from payments.models import Dispute, Payment
-from payments.services import payment_for_intent, payment_record_intent
-from refunds.services import refund_record_stripe_refund, stripe_id_of
+from payments.disputes import dispute_record_stripe_dispute
+from payments.models import Payment
+from payments.services import payment_record_stripe_intent, stripe_id_of
+from refunds.services import refund_record_stripe_charge, refund_record_stripe_refund
 from webhooks.models import WebhookEvent
 
 Handler = Callable[[WebhookEvent], Payment | None]
@@ -52,7 +55,11 @@ class PaymentNotKnownYet(Exception):
 
 
 def handles(*event_types: str, carries: str) -> Callable[[Handler], Handler]:
-    """Register the decorated function as the handler of `event_types`, whose object is a `carries`."""
+    """
+    Register the decorated function as the handler of `event_types`, whose
+    object is a `carries` (a key of OBJECT_FIELDS). Raises ValueError, at
+    import, when a type already has a handler. No side effect besides the tables.
+    """
 
     def register(handler: Handler) -> Handler:
         for event_type in event_types:
@@ -66,7 +73,11 @@ def handles(*event_types: str, carries: str) -> Callable[[Handler], Handler]:
 
 
 def object_problem(event_type: str, stripe_object: dict) -> str | None:
-    """What is missing from, or of the wrong type in, the object of an event we handle; None if it reads."""
+    """
+    What is missing from, or of the wrong type in, `stripe_object` (an event's
+    `data.object`) for the handler of `event_type` to read it, as a sentence
+    for the 400 answer; None if it reads, or if no handler takes the type. Pure.
+    """
     fields = OBJECT_FIELDS.get(CARRIES.get(event_type, ""), {})
     for name, kind in fields.items():
         value = stripe_object.get(name)
@@ -87,50 +98,51 @@ def object_problem(event_type: str, stripe_object: dict) -> str | None:
     carries="payment_intent",
 )
 def payment_intent_changed(event: WebhookEvent) -> Payment:
-    """Move the payment to the PaymentIntent's status, if Payment.may_apply allows; adopt unknown intents."""
-    intent = event.stripe_object
-    payment = payment_for_intent(intent=intent, adopt=True)
-    payment_record_intent(
-        payment=payment,
-        intent=intent,
+    """
+    Move the payment to the PaymentIntent's status, if Payment.may_apply allows;
+    adopt a PaymentIntent the app never made (`payment_record_stripe_intent`).
+    Answers the payment. Raises ValueError for a status Stripe does not have.
+    """
+    return payment_record_stripe_intent(
+        intent=event.stripe_object,
         at=event.occurred_at,
         # The intent is back in requires_payment_method after a failure; the event type says why.
         payment_failed=event.type == "payment_intent.payment_failed",
     )
-    return payment
 
 
 @handles("refund.created", "refund.updated", "refund.failed", "charge.refund.updated", carries="refund")
 def refund_changed(event: WebhookEvent) -> Payment:
-    """Record the refund (a dashboard refund becomes one with no creator); its payment's balance follows."""
-    return _record_refund(event.stripe_object)
+    """
+    Record the refund (`refund_record_stripe_refund`: a dashboard refund becomes
+    one with no creator); its payment's refunded amount and status follow.
+    Answers the payment. Raises EventIgnored when the refund names no
+    PaymentIntent, PaymentNotKnownYet when its payment is not here yet.
+    """
+    stripe_refund = event.stripe_object
+    refund = refund_record_stripe_refund(stripe_refund=stripe_refund)
+    if refund is None:
+        raise _not_recorded(stripe_refund, what="refund's charge")
+    return refund.payment
 
 
 @handles("charge.refunded", carries="charge")
-def charge_refunded(event: WebhookEvent) -> Payment | None:
+def charge_refunded(event: WebhookEvent) -> Payment:
     """
-    A charge was refunded. A current charge no longer embeds its refunds (the
-    `refund.*` events name them), so this event can only record the refunds an
-    older API version embeds; what it proves in any version is that the charge
-    was captured, so its payment has succeeded.
+    A charge was refunded (`refund_record_stripe_charge`). A current charge no
+    longer embeds its refunds (the `refund.*` events name them), so this event
+    can only record the refunds an older API version embeds; what it proves in
+    any version is that the charge was captured, so its payment has succeeded.
+    Answers the payment. Raises EventIgnored when the charge names no
+    PaymentIntent, or names one not known here and no refund; PaymentNotKnownYet
+    when it embeds refunds of a PaymentIntent not known here yet.
     """
     charge = event.stripe_object
-    intent_id = stripe_id_of(charge.get("payment_intent"))
-    embedded = charge.get("refunds")
-    refunds = (embedded.get("data") or []) if isinstance(embedded, dict) else []
-    if not intent_id:
-        raise EventIgnored("The charge has no PaymentIntent: not a payment of this site.")
-    payment = Payment.objects.select_for_update().filter(stripe_payment_intent_id=intent_id).first()
+    payment = refund_record_stripe_charge(charge=charge, at=event.occurred_at)
     if payment is None:
-        if refunds:
-            raise PaymentNotKnownYet(f"No payment for PaymentIntent {intent_id} yet.")
-        raise EventIgnored(f"No payment for PaymentIntent {intent_id}, and the charge names no refund.")
-    if charge.get("captured") and charge.get("status") == "succeeded":
-        payment.apply_stripe_status(Payment.Status.SUCCEEDED, at=event.occurred_at)
-        payment.save()
-    for refund in refunds:
-        # An embedded refund may leave its PaymentIntent out; it is the charge's.
-        _record_refund({**refund, "payment_intent": stripe_id_of(refund.get("payment_intent")) or intent_id})
+        embedded = charge.get("refunds")
+        names_refunds = isinstance(embedded, dict) and bool(embedded.get("data"))
+        raise _not_recorded(charge, what="charge", needed=names_refunds)
     return payment
 
 
@@ -143,33 +155,29 @@ def charge_refunded(event: WebhookEvent) -> Payment | None:
     carries="dispute",
 )
 def dispute_changed(event: WebhookEvent) -> Payment:
-    """Record the dispute on its payment; Dispute.may_apply keeps a closed dispute closed."""
+    """
+    Record the dispute on its payment (`dispute_record_stripe_dispute`;
+    Dispute.may_apply keeps a closed dispute closed). Answers the payment.
+    Raises EventIgnored when the disputed charge names no PaymentIntent,
+    PaymentNotKnownYet when its payment is not here yet.
+    """
     stripe_dispute = event.stripe_object
-    intent_id = stripe_id_of(stripe_dispute.get("payment_intent"))
-    if not intent_id:
-        raise EventIgnored("The disputed charge has no PaymentIntent: not a payment of this site.")
-    payment = Payment.objects.select_for_update().filter(stripe_payment_intent_id=intent_id).first()
-    if payment is None:
-        raise PaymentNotKnownYet(f"No payment for PaymentIntent {intent_id} yet.")
-    # Under the payment's lock, so two deliveries of one new dispute cannot both create it.
-    dispute = Dispute.objects.select_for_update().filter(stripe_dispute_id=stripe_dispute["id"]).first()
+    dispute = dispute_record_stripe_dispute(stripe_dispute=stripe_dispute, at=event.occurred_at)
     if dispute is None:
-        dispute = Dispute(
-            stripe_dispute_id=stripe_dispute["id"],
-            payment=payment,
-            amount=int(stripe_dispute["amount"]),
-            created_at=event.occurred_at,
-        )
-    dispute.apply_stripe_dispute(stripe_dispute, at=event.occurred_at)
-    dispute.save()
-    return payment
+        raise _not_recorded(stripe_dispute, what="disputed charge")
+    return dispute.payment
 
 
-def _record_refund(stripe_refund: dict) -> Payment:
-    refund = refund_record_stripe_refund(stripe_refund=stripe_refund)
-    if refund is not None:
-        return refund.payment
-    intent_id = stripe_id_of(stripe_refund.get("payment_intent"))
+def _not_recorded(stripe_object: dict, *, what: str, needed: bool = True) -> Exception:
+    """
+    Why a service recorded nothing for `stripe_object`: it names no PaymentIntent
+    (not a payment of this site: ignored), or its payment is not known here yet
+    (PaymentNotKnownYet, so Stripe delivers it again; ignored when the object
+    does not `need` the payment, having nothing to record on it).
+    """
+    intent_id = stripe_id_of(stripe_object.get("payment_intent"))
     if not intent_id:
-        raise EventIgnored("The refund's charge has no PaymentIntent: not a payment of this site.")
-    raise PaymentNotKnownYet(f"No payment for PaymentIntent {intent_id} yet.")
+        return EventIgnored(f"The {what} has no PaymentIntent: not a payment of this site.")
+    if not needed:
+        return EventIgnored(f"No payment for PaymentIntent {intent_id}, and the {what} names no refund.")
+    return PaymentNotKnownYet(f"No payment for PaymentIntent {intent_id} yet.")

@@ -276,7 +276,7 @@ def test_a_crashed_request_is_taken_over_once_its_lease_expires(owner_api, owner
 
 
 def _fingerprint_of(body):
-    from payments.services import request_fingerprint
+    from core.idempotency import request_fingerprint
 
     return request_fingerprint(body)
 

@@ -145,7 +145,7 @@ def test_once_the_lease_expires_the_same_key_resumes_the_same_refund(staff_api, 
 @pytest.mark.django_db
 def test_a_payment_whose_dispute_was_lost_is_409(staff_api, paid_payment, fake_stripe):
     payment = paid_payment()
-    Dispute.objects.create(stripe_dispute_id="dp_1", payment=payment, amount=payment.amount, status="lost")
+    Dispute.objects.create(stripe_dispute_id="dp_1", payment=payment, amount=payment.amount, status=Dispute.Status.LOST)
 
     response = refund(staff_api, payment, {"amount": 1000})
 

@@ -109,7 +109,7 @@ def test_answer_lost_then_the_client_retries_with_its_key_gets_the_same_refund(s
 
 @pytest.mark.django_db
 def test_process_dies_after_reserving_and_retry_refunds_finishes_the_job(staff, paid_payment, fake_stripe):
-    """Step (a) committed, then nothing: once its lease has expired, retry_refunds sends it, once."""
+    """Reserve committed, then nothing: once its lease has expired, retry_refunds sends it, once."""
     payment = paid_payment(amount=10_000)
     reserved, _ = refund_reserve(payment=payment, amount=2500, created_by=staff, idempotency_key="crashed")
     assert fake_stripe.list("refunds") == []

@@ -19,7 +19,7 @@ from pathlib import Path
 import stripe
 from django.conf import settings
 
-from payments.services import PAYMENT_ID_METADATA_KEY
+from core.idempotency import PAYMENT_ID_METADATA_KEY
 
 OBJECTS_FILE = Path(__file__).with_name("stripe_objects.json")
 CURRENT_API_VERSION = "2025-10-29.clover"

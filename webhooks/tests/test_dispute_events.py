@@ -24,7 +24,7 @@ def test_dispute_created_records_the_dispute(client, payment):
     dispute = Dispute.objects.get()
     assert dispute.payment == payment
     assert dispute.stripe_dispute_id == stripe_dispute["id"]
-    assert (dispute.amount, dispute.status, dispute.reason) == (2000, "needs_response", "fraudulent")
+    assert (dispute.amount, dispute.status, dispute.reason) == (2000, Dispute.Status.NEEDS_RESPONSE, "fraudulent")
     assert dispute.evidence_due_by is not None
     assert dispute.is_open
 
@@ -38,7 +38,7 @@ def test_dispute_closed_records_the_outcome(client, payment):
     post_event(client, stripe_event("charge.dispute.closed", {**stripe_dispute, "status": "lost"}, created=now))
 
     dispute = Dispute.objects.get()
-    assert dispute.status == "lost"
+    assert dispute.status == Dispute.Status.LOST
     assert not dispute.is_open
 
 
@@ -54,7 +54,7 @@ def test_a_late_dispute_created_does_not_reopen_a_closed_dispute(client, payment
     )
 
     assert Dispute.objects.count() == 1
-    assert Dispute.objects.get().status == "won"
+    assert Dispute.objects.get().status == Dispute.Status.WON
 
 
 @pytest.mark.django_db

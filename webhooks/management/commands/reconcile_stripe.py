@@ -5,7 +5,7 @@ from django.utils import timezone
 
 from payments.models import Payment
 from refunds.models import Refund
-from webhooks.services import payment_reconcile, payment_reconcile_refunds, refund_reconcile
+from webhooks.reconcile import payment_reconcile, payment_reconcile_refunds, refund_reconcile
 
 PROGRESS_EVERY = 100
 

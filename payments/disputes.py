@@ -1,0 +1,50 @@
+"""
+Dispute use cases: recording the chargebacks Stripe tells us about
+(`charge.dispute.*` events). A dispute never moves money here: Stripe withdraws
+and reinstates it; a lost dispute only stops refunds (refunds.services).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db import transaction
+
+from payments.models import Dispute, Payment
+from payments.services import stripe_id_of
+
+
+def dispute_record_stripe_dispute(*, stripe_dispute: dict, at: datetime) -> Dispute | None:
+    """
+    Record a Stripe Dispute object (a `charge.dispute.*` event's: `id`,
+    `status`, `amount` in minor units, `payment_intent` as an id or an expanded
+    object, optional `reason` and `evidence_details.due_by` in Unix seconds) on
+    its payment, and answer our Dispute; None when it names no PaymentIntent or
+    its payment is not known here (nothing is written: the object carries no
+    amount to make a payment from).
+
+    `at` is when the news was true at Stripe (the event's `created`); it is a
+    new dispute's `created_at`. Dispute.may_apply keeps a closed dispute closed
+    and lets only newer news move an open one. Locks: the payment row, then the
+    dispute, in one transaction (the caller's, if it has one); so two deliveries
+    of one new dispute cannot both create it. No network call. Safe to repeat:
+    the same object applied again changes nothing.
+    """
+    intent_id = stripe_id_of(stripe_dispute.get("payment_intent"))
+    if not intent_id:
+        return None
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().filter(stripe_payment_intent_id=intent_id).first()
+        if payment is None:
+            return None
+        dispute = Dispute.objects.select_for_update().filter(stripe_dispute_id=stripe_dispute["id"]).first()
+        if dispute is None:
+            dispute = Dispute(
+                stripe_dispute_id=stripe_dispute["id"],
+                payment=payment,
+                amount=int(stripe_dispute["amount"]),
+                created_at=at,
+            )
+        dispute.apply_stripe_dispute(stripe_dispute, at=at)
+        dispute.save()
+    return dispute
