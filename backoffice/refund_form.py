@@ -89,7 +89,7 @@ class RefundView(View):
         if not self.model_admin.can_refund(request, self.payment):
             raise PermissionDenied
         self.currency = CURRENCIES[self.payment.currency]
-        self.refundable = max(refund_services.payment_unreserved_amount(payment=self.payment), 0)
+        self.refundable = max(refund_services.payment_refundable_amount(payment=self.payment), 0)
         return super().dispatch(request, object_id)
 
     def get(self, request, object_id):

@@ -10,6 +10,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.idempotency import PAYMENT_ID_METADATA_KEY
 from payments import services
 from payments.currencies import CURRENCIES, MAXIMUM_AMOUNT
 from payments.models import Payment
@@ -75,7 +76,7 @@ class MetadataField(serializers.Field):
                 raise ValidationError(f"Keys must be 1 to {METADATA_KEY_MAX_LENGTH} characters.")
             if len(value) > METADATA_VALUE_MAX_LENGTH:
                 raise ValidationError(f"Values must be at most {METADATA_VALUE_MAX_LENGTH} characters.")
-            if key == services.PAYMENT_ID_METADATA_KEY:
+            if key == PAYMENT_ID_METADATA_KEY:
                 raise ValidationError(f"{key!r} is reserved: paymentsite sets it to the payment's id.")
         return dict(data)
 

@@ -100,6 +100,7 @@ def payment_create(
             amount=payment.amount,
             currency=payment.currency,
             metadata={**payment.metadata, PAYMENT_ID_METADATA_KEY: str(payment.id)},
+            description=payment.description,
             idempotency_key=_create_idempotency_key(payment),
         )
     except stripe_gateway.StripeRefused:

@@ -194,10 +194,6 @@ def payment_refundable_amount(*, payment: Payment) -> int:
     return payment.amount - held
 
 
-# The name the support desk (backoffice.views) still calls; the same function.
-payment_unreserved_amount = payment_refundable_amount
-
-
 def refund_submit(*, refund: Refund) -> Refund:
     """
     Steps Send and Record: send the pending refund to Stripe, outside any

@@ -165,7 +165,7 @@ def test_the_same_form_sent_twice_refunds_once(desk, paid, fake_stripe, amount, 
 def test_a_refund_the_service_refuses_shows_its_message(desk, paid):
     """The customer won a chargeback between the review and the confirmation: the service says why."""
     token = form_token(desk.get(refund_url(paid)))
-    Dispute.objects.create(stripe_dispute_id="dp_lost", payment=paid, amount=2000, status="lost")
+    Dispute.objects.create(stripe_dispute_id="dp_lost", payment=paid, amount=2000, status=Dispute.Status.LOST)
 
     response = desk.post(refund_url(paid), {"amount": "5.00", "token": token, "confirm": "yes"})
 

@@ -5,6 +5,7 @@ from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from core import stripe_gateway
 from payments.models import Payment
 
 
@@ -38,3 +39,26 @@ def api_client_for(user) -> APIClient:
         token, _ = Token.objects.get_or_create(user=user)
         client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
     return client
+
+
+def create_payment(client, key: str = "payment-1", *, amount: int = 2000, currency: str = "usd") -> Payment:
+    """A payment made through `POST /api/payments/` by `client`'s user; its PaymentIntent is at the local Stripe."""
+    response = client.post(
+        "/api/payments/", {"amount": amount, "currency": currency}, format="json", HTTP_IDEMPOTENCY_KEY=key
+    )
+    assert response.status_code == 201, response.content
+    return Payment.objects.get(pk=response.json()["id"])
+
+
+def confirm_at_stripe(payment: Payment, payment_method: str = "pm_card_visa") -> dict | None:
+    """
+    What the customer's browser makes Stripe do: set the card on the PaymentIntent and
+    confirm it. Answers the PaymentIntent (a dict), or None when the card is declined.
+    Our app is not told: only a webhook or a reconcile would record it.
+    """
+    intent_id = payment.stripe_payment_intent_id
+    stripe_gateway.payment_intent_update(intent_id, idempotency_key=f"pm-{payment.id}", payment_method=payment_method)
+    try:
+        return stripe_gateway.payment_intent_confirm(intent_id, idempotency_key=f"confirm-{payment.id}")
+    except stripe_gateway.StripeRefused:
+        return None

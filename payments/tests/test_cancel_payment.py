@@ -4,28 +4,12 @@ import pytest
 
 from core import stripe_gateway
 from payments.models import Payment
-from payments.tests.factories import PaymentFactory
-
-
-def create_payment(api, key="cancel-1"):
-    response = api.post("/api/payments/", {"amount": 1500, "currency": "eur"}, format="json", HTTP_IDEMPOTENCY_KEY=key)
-    assert response.status_code == 201
-    return Payment.objects.get(pk=response.json()["id"])
-
-
-def pay_at_stripe(payment):
-    """The customer pays with a test card, as Stripe.js would."""
-    stripe_gateway.payment_intent_update(
-        payment.stripe_payment_intent_id, idempotency_key=f"pm-{payment.id}", payment_method="pm_card_visa"
-    )
-    return stripe_gateway.payment_intent_confirm(
-        payment.stripe_payment_intent_id, idempotency_key=f"confirm-{payment.id}"
-    )
+from payments.tests.factories import PaymentFactory, confirm_at_stripe, create_payment
 
 
 @pytest.mark.django_db
 def test_cancel_cancels_at_stripe_and_here(owner_api, fake_stripe):
-    payment = create_payment(owner_api)
+    payment = create_payment(owner_api, "cancel-1", amount=1500, currency="eur")
 
     response = owner_api.post(f"/api/payments/{payment.id}/cancel/")
 
@@ -38,7 +22,7 @@ def test_cancel_cancels_at_stripe_and_here(owner_api, fake_stripe):
 
 @pytest.mark.django_db
 def test_cancel_twice_is_harmless(owner_api, fake_stripe):
-    payment = create_payment(owner_api)
+    payment = create_payment(owner_api, "cancel-1", amount=1500, currency="eur")
 
     owner_api.post(f"/api/payments/{payment.id}/cancel/")
     response = owner_api.post(f"/api/payments/{payment.id}/cancel/")
@@ -50,8 +34,8 @@ def test_cancel_twice_is_harmless(owner_api, fake_stripe):
 @pytest.mark.django_db
 def test_cancel_after_success_at_stripe_is_409_and_records_the_success(owner_api, fake_stripe):
     """Paid at Stripe before any webhook reached us: Stripe refuses, and we learn the truth."""
-    payment = create_payment(owner_api)
-    assert pay_at_stripe(payment)["status"] == "succeeded"
+    payment = create_payment(owner_api, "cancel-1", amount=1500, currency="eur")
+    assert confirm_at_stripe(payment)["status"] == "succeeded"
 
     response = owner_api.post(f"/api/payments/{payment.id}/cancel/")
 
@@ -84,7 +68,7 @@ def test_cancel_of_someone_elses_payment_is_404(outsider_api, owner, fake_stripe
 
 @pytest.mark.django_db
 def test_cancel_while_stripe_is_down_is_503_and_changes_nothing(owner_api, fake_stripe):
-    payment = create_payment(owner_api)
+    payment = create_payment(owner_api, "cancel-1", amount=1500, currency="eur")
     fake_stripe.add_fault("drop", path="/cancel$")
     fake_stripe.add_fault("error500", path="^/v1/payment_intents/")
 

@@ -46,6 +46,17 @@ def test_create_makes_one_payment_intent_carrying_our_id(owner_api, owner, fake_
 
 
 @pytest.mark.django_db
+def test_the_description_is_sent_to_stripe_as_real_stripe_takes_it(owner_api, fake_stripe):
+    """The PaymentIntent carries the payment's description (real Stripe shows it on receipts and the dashboard)."""
+    response = create(owner_api)
+
+    assert response.status_code == 201
+    [intent] = intents_at_stripe(fake_stripe)
+    assert intent["id"] == response.json()["stripe_payment_intent_id"]
+    assert intent["description"] == "Order 42"
+
+
+@pytest.mark.django_db
 def test_same_key_same_body_replays_without_a_second_payment_intent(owner_api, fake_stripe):
     first = create(owner_api)
     again = create(owner_api)

@@ -52,3 +52,13 @@ def pay_at_stripe(payment: Payment) -> Payment:
         payment_record_intent(payment=payment, intent=intent, at=timezone.now())
     assert payment.status == Payment.Status.SUCCEEDED
     return payment
+
+
+def request_refund(client, payment, body: dict | None = None, key: str | None = "refund-1"):
+    """
+    `POST /api/payments/{id}/refunds/` as `client`'s user; `payment` is a Payment or its
+    id; no `Idempotency-Key` header when `key` is None.
+    """
+    payment_id = getattr(payment, "pk", payment)
+    headers = {"HTTP_IDEMPOTENCY_KEY": key} if key is not None else {}
+    return client.post(f"/api/payments/{payment_id}/refunds/", body or {}, format="json", **headers)

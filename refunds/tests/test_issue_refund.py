@@ -9,11 +9,8 @@ from payments.models import Dispute, Payment
 from payments.tests.factories import UserFactory, api_client_for
 from refunds.models import Refund
 from refunds.services import refund_record_stripe_refund, refund_reserve
+from refunds.tests.factories import request_refund as refund
 from refunds.tests.invariants import assert_refund_invariants
-
-
-def refund(client, payment, body=None, key="refund-1"):
-    return client.post(f"/api/payments/{payment.id}/refunds/", body or {}, format="json", HTTP_IDEMPOTENCY_KEY=key)
 
 
 @pytest.mark.django_db

@@ -9,12 +9,8 @@ from payments.models import Payment
 from payments.tests.factories import UserFactory, api_client_for
 from refunds.models import Refund
 from refunds.tests.factories import PaidPaymentFactory
+from refunds.tests.factories import request_refund as refund
 from refunds.tests.invariants import assert_refund_invariants
-
-
-def refund(client, payment_id, body=None, key="refund-1"):
-    headers = {"HTTP_IDEMPOTENCY_KEY": key} if key is not None else {}
-    return client.post(f"/api/payments/{payment_id}/refunds/", body or {}, format="json", **headers)
 
 
 @pytest.fixture

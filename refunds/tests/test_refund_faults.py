@@ -16,13 +16,10 @@ from core import stripe_gateway
 from payments.models import Payment
 from refunds.models import Refund
 from refunds.services import refund_record_stripe_refund, refund_reserve, refund_retry
+from refunds.tests.factories import request_refund as refund
 from refunds.tests.invariants import assert_refund_invariants
 
 REFUNDS_AT_STRIPE = "^/v1/refunds$"
-
-
-def refund(client, payment, body=None, key="refund-1"):
-    return client.post(f"/api/payments/{payment.id}/refunds/", body or {}, format="json", HTTP_IDEMPOTENCY_KEY=key)
 
 
 def expire_lease(refund):

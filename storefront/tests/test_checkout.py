@@ -13,19 +13,13 @@ from django.test import Client
 
 from core import stripe_gateway
 from payments.models import Payment
-from payments.tests.factories import PaymentFactory, UserFactory
+from payments.tests.factories import PaymentFactory, UserFactory, create_payment
 from refunds.models import Refund
 from refunds.tests.factories import RefundFactory
 
 PAYS = "4242424242424242"
 DECLINED = "4000000000000341"
 THREE_D_SECURE = "4000002760003184"
-
-
-def create_payment(api, key="checkout-1", amount=2400, currency="usd"):
-    response = api.post("/api/payments/", {"amount": amount, "currency": currency}, HTTP_IDEMPOTENCY_KEY=key)
-    assert response.status_code == 201
-    return Payment.objects.get(pk=response.json()["id"])
 
 
 def card_payment_method(api, payment, fake_stripe, number) -> str:
@@ -64,7 +58,7 @@ def charges_of(fake_stripe, payment):
 
 @pytest.mark.django_db
 def test_setup_intent_gives_the_owner_a_client_secret_and_carries_our_id(owner_api, fake_stripe):
-    payment = create_payment(owner_api)
+    payment = create_payment(owner_api, "checkout-1", amount=2400)
 
     response = owner_api.post(f"/api/payments/{payment.id}/setup-intent/")
 
@@ -77,7 +71,7 @@ def test_setup_intent_gives_the_owner_a_client_secret_and_carries_our_id(owner_a
 @pytest.mark.django_db
 def test_each_card_attempt_gets_its_own_setup_intent(owner_api, fake_stripe):
     """A SetupIntent takes one card: trying another card needs a new one."""
-    payment = create_payment(owner_api)
+    payment = create_payment(owner_api, "checkout-1", amount=2400)
 
     first = owner_api.post(f"/api/payments/{payment.id}/setup-intent/").json()
     second = owner_api.post(f"/api/payments/{payment.id}/setup-intent/").json()
@@ -108,7 +102,7 @@ def test_setup_intent_for_someone_elses_payment_is_404(outsider_api, owner, fake
 
 @pytest.mark.django_db
 def test_confirm_with_a_card_that_pays_records_succeeded(owner_api, fake_stripe):
-    payment = create_payment(owner_api)
+    payment = create_payment(owner_api, "checkout-1", amount=2400)
     card = card_payment_method(owner_api, payment, fake_stripe, PAYS)
 
     response = confirm(owner_api, payment, card)
@@ -125,7 +119,7 @@ def test_confirm_with_a_card_that_pays_records_succeeded(owner_api, fake_stripe)
 @pytest.mark.django_db
 def test_confirm_with_a_declined_card_records_failed_with_stripes_message(owner_api, fake_stripe):
     """Stripe answers 402: the payment is `failed` with Stripe's words, and the answer says so."""
-    payment = create_payment(owner_api)
+    payment = create_payment(owner_api, "checkout-1", amount=2400)
     card = card_payment_method(owner_api, payment, fake_stripe, DECLINED)
 
     response = confirm(owner_api, payment, card)
@@ -142,7 +136,7 @@ def test_confirm_with_a_declined_card_records_failed_with_stripes_message(owner_
 
 @pytest.mark.django_db
 def test_confirm_with_a_3d_secure_card_answers_requires_action_and_charges_nothing(owner_api, fake_stripe):
-    payment = create_payment(owner_api)
+    payment = create_payment(owner_api, "checkout-1", amount=2400)
     card = card_payment_method(owner_api, payment, fake_stripe, THREE_D_SECURE)
 
     response = confirm(owner_api, payment, card)
@@ -160,7 +154,7 @@ def test_a_confirm_whose_answer_was_lost_is_retried_without_a_second_charge(owne
     Stripe confirmed but the answer never came back (503). The retry sends the same
     Stripe idempotency keys, so Stripe replays its answer: paid once, recorded here.
     """
-    payment = create_payment(owner_api)
+    payment = create_payment(owner_api, "checkout-1", amount=2400)
     card = card_payment_method(owner_api, payment, fake_stripe, PAYS)
     fake_stripe.add_fault("drop", path=r"/confirm$", times=1)
 
@@ -182,7 +176,7 @@ def test_another_card_after_a_lost_answer_finds_the_payment_paid_and_charges_onc
     The customer saw an error and tried another card, but the first confirmation had
     gone through: Stripe refuses the second, and the answer is the payment, paid once.
     """
-    payment = create_payment(owner_api)
+    payment = create_payment(owner_api, "checkout-1", amount=2400)
     first_card = card_payment_method(owner_api, payment, fake_stripe, PAYS)
     fake_stripe.add_fault("drop", path=r"/confirm$", times=1)
     assert confirm(owner_api, payment, first_card).status_code == 503
@@ -197,7 +191,7 @@ def test_another_card_after_a_lost_answer_finds_the_payment_paid_and_charges_onc
 @pytest.mark.django_db
 def test_confirm_of_a_paid_payment_is_409_and_charges_nothing(owner_api, fake_stripe):
     """A double click after the payment went through is refused before Stripe is called."""
-    payment = create_payment(owner_api)
+    payment = create_payment(owner_api, "checkout-1", amount=2400)
     confirm(owner_api, payment, card_payment_method(owner_api, payment, fake_stripe, PAYS))
 
     response = confirm(owner_api, payment, "pm_card_visa")
@@ -209,7 +203,7 @@ def test_confirm_of_a_paid_payment_is_409_and_charges_nothing(owner_api, fake_st
 
 @pytest.mark.django_db
 def test_confirm_when_stripe_fails_is_502_and_leaves_the_payment_as_it_was(owner_api, fake_stripe):
-    payment = create_payment(owner_api)
+    payment = create_payment(owner_api, "checkout-1", amount=2400)
     card = card_payment_method(owner_api, payment, fake_stripe, PAYS)
     fake_stripe.add_fault("error500", path=r"/confirm$", times=1)
 
@@ -224,7 +218,7 @@ def test_confirm_when_stripe_fails_is_502_and_leaves_the_payment_as_it_was(owner
 @pytest.mark.django_db
 def test_confirm_with_an_unknown_payment_method_is_502_not_a_decline(owner_api, fake_stripe):
     """Stripe refuses the request itself (no such PaymentMethod): an error, not a declined card."""
-    payment = create_payment(owner_api)
+    payment = create_payment(owner_api, "checkout-1", amount=2400)
 
     response = confirm(owner_api, payment, "pm_doesnotexist")
 
@@ -247,7 +241,7 @@ def test_confirm_needs_a_payment_method_id(owner_api, owner, payment_method, fak
 
 @pytest.mark.django_db
 def test_confirm_of_someone_elses_payment_is_404_and_charges_nothing(owner_api, outsider_api, fake_stripe):
-    payment = create_payment(owner_api)
+    payment = create_payment(owner_api, "checkout-1", amount=2400)
     card = card_payment_method(owner_api, payment, fake_stripe, PAYS)
 
     response = confirm(outsider_api, payment, card)

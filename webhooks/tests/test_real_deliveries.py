@@ -6,26 +6,10 @@ import pytest
 
 from core import stripe_gateway
 from payments.models import Payment
+from payments.tests.factories import confirm_at_stripe, create_payment
 from webhooks.models import WebhookEvent
 
 WAIT_SECONDS = 15
-
-
-def create_payment(api, key):
-    response = api.post("/api/payments/", {"amount": 1800, "currency": "usd"}, format="json", HTTP_IDEMPOTENCY_KEY=key)
-    assert response.status_code == 201
-    return Payment.objects.get(pk=response.json()["id"])
-
-
-def confirm_at_stripe(payment, payment_method):
-    """What the checkout page makes Stripe do; our app is told only by the webhook."""
-    stripe_gateway.payment_intent_update(
-        payment.stripe_payment_intent_id, idempotency_key=f"pm-{payment.id}", payment_method=payment_method
-    )
-    try:
-        stripe_gateway.payment_intent_confirm(payment.stripe_payment_intent_id, idempotency_key=f"cf-{payment.id}")
-    except stripe_gateway.StripeRefused:
-        pass  # a declined card: the webhook says so
 
 
 def wait_for_status(payment, status):
@@ -40,7 +24,7 @@ def wait_for_status(payment, status):
 
 @pytest.mark.django_db(transaction=True)
 def test_a_payment_confirmed_at_stripe_succeeds_here_through_stripes_webhook(stripe_webhooks, owner_api):
-    payment = create_payment(owner_api, "real-webhook-ok")
+    payment = create_payment(owner_api, "real-webhook-ok", amount=1800)
 
     confirm_at_stripe(payment, "pm_card_visa")
 
@@ -53,7 +37,7 @@ def test_a_payment_confirmed_at_stripe_succeeds_here_through_stripes_webhook(str
 
 @pytest.mark.django_db(transaction=True)
 def test_a_declined_card_leaves_the_payment_failed_through_stripes_webhook(stripe_webhooks, owner_api):
-    payment = create_payment(owner_api, "real-webhook-declined")
+    payment = create_payment(owner_api, "real-webhook-declined", amount=1800)
     declining_card = stripe_gateway.get_client().v1.payment_methods.create(
         params={"type": "card", "card": {"number": "4000000000000341", "exp_month": 12, "exp_year": 2034, "cvc": "123"}}
     )

@@ -8,23 +8,9 @@ from django.utils import timezone
 
 from core import stripe_gateway
 from payments.models import Payment
+from payments.tests.factories import confirm_at_stripe, create_payment
 from refunds.models import Refund
 from refunds.tests.factories import RefundFactory
-
-
-def create_payment(api, key):
-    response = api.post("/api/payments/", {"amount": 2000, "currency": "usd"}, format="json", HTTP_IDEMPOTENCY_KEY=key)
-    assert response.status_code == 201
-    return Payment.objects.get(pk=response.json()["id"])
-
-
-def pay_at_stripe(payment):
-    stripe_gateway.payment_intent_update(
-        payment.stripe_payment_intent_id, idempotency_key=f"pm-{payment.id}", payment_method="pm_card_visa"
-    )
-    assert stripe_gateway.payment_intent_confirm(
-        payment.stripe_payment_intent_id, idempotency_key=f"confirm-{payment.id}"
-    )["status"] == ("succeeded")
 
 
 def reconcile(capsys, *args):
@@ -36,7 +22,7 @@ def reconcile(capsys, *args):
 def paid(owner_api, fake_stripe):
     """A payment paid at Stripe whose webhook was lost: still requires_payment_method here."""
     payment = create_payment(owner_api, "reconcile-paid")
-    pay_at_stripe(payment)
+    assert confirm_at_stripe(payment)["status"] == "succeeded"
     return payment
 
 

@@ -35,7 +35,13 @@ STATUS_WEIGHTS = {
     Payment.Status.PROCESSING: 2,
 }
 REFUND_STATUS_WEIGHTS = {Refund.Status.SUCCEEDED: 95, Refund.Status.PENDING: 3, Refund.Status.FAILED: 2}
-DISPUTE_STATUSES = ("needs_response", "under_review", "won", "lost", "warning_needs_response")
+DISPUTE_STATUSES = (
+    Dispute.Status.NEEDS_RESPONSE,
+    Dispute.Status.UNDER_REVIEW,
+    Dispute.Status.WON,
+    Dispute.Status.LOST,
+    Dispute.Status.WARNING_NEEDS_RESPONSE,
+)
 
 
 def copy_rows(model, instances) -> None:
