@@ -9,7 +9,7 @@ from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from core import stripe_gateway
+import core.stripe_gateway as stripe_gateway
 from core.exceptions import DomainError
 from core.storable import unstorable_string_problem
 

@@ -327,3 +327,16 @@ def webhook_verify(payload: bytes, signature_header: str) -> None:
 def webhook_sign(payload: str, *, secret: str, timestamp: int) -> str:
     """A `Stripe-Signature` header for `payload`, as Stripe makes them (tests and tools)."""
     return stripe.WebhookSignature.generate_signature_header(payload, secret, timestamp=timestamp)
+
+
+# --- Reading Stripe objects -----------------------------------------------------
+
+
+def id_of(value) -> str | None:
+    """
+    The id (`str`) of a reference in a Stripe object, such as a refund's `payment_intent`,
+    whether Stripe sent the id or the expanded object; None when it is empty.
+    """
+    if isinstance(value, dict):
+        value = value.get("id")
+    return str(value) if value else None

@@ -10,8 +10,8 @@ from datetime import datetime
 
 from django.db import transaction
 
+import core.stripe_gateway as stripe_gateway
 from payments.models import Dispute, Payment
-from payments.services import stripe_id_of
 
 
 def dispute_record_stripe_dispute(*, stripe_dispute: dict, at: datetime) -> Dispute | None:
@@ -30,7 +30,7 @@ def dispute_record_stripe_dispute(*, stripe_dispute: dict, at: datetime) -> Disp
     of one new dispute cannot both create it. No network call. Safe to repeat:
     the same object applied again changes nothing.
     """
-    intent_id = stripe_id_of(stripe_dispute.get("payment_intent"))
+    intent_id = stripe_gateway.id_of(stripe_dispute.get("payment_intent"))
     if not intent_id:
         return None
     with transaction.atomic():

@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from core import stripe_gateway
+import core.stripe_gateway as stripe_gateway
 from core.exceptions import IdempotencyKeyInUse, IdempotencyKeyReused, InvalidState
 from core.idempotency import PAYMENT_ID_METADATA_KEY, request_fingerprint
 from core.leases import lease_is_live
@@ -31,13 +31,6 @@ def stripe_timestamp(seconds: int | float | None) -> datetime:
     if seconds is None:
         return timezone.now()
     return datetime.fromtimestamp(int(seconds), tz=UTC)
-
-
-def stripe_id_of(value) -> str | None:
-    """The id of a Stripe reference, whether Stripe sent an id or an expanded object; None when empty."""
-    if isinstance(value, dict):
-        value = value.get("id")
-    return str(value) if value else None
 
 
 def _create_idempotency_key(payment: Payment) -> str:

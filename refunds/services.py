@@ -21,7 +21,7 @@ from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from core import stripe_gateway
+import core.stripe_gateway as stripe_gateway
 from core.exceptions import (
     DomainError,
     IdempotencyKeyInUse,
@@ -39,7 +39,6 @@ from core.idempotency import (
 from core.leases import lease_is_live, lease_not_live
 from payments.currencies import format_amount
 from payments.models import Dispute, Payment
-from payments.services import stripe_id_of
 from refunds.models import Refund
 
 # --- Issuing a refund -------------------------------------------------------
@@ -342,7 +341,7 @@ def refund_record_stripe_refund(*, stripe_refund: dict) -> Refund | None:
             payment = Payment.objects.select_for_update().get(pk=refund.payment_id)
             refund = Refund.objects.select_for_update().get(pk=refund.pk)
         else:
-            intent_id = stripe_id_of(stripe_refund.get("payment_intent"))
+            intent_id = stripe_gateway.id_of(stripe_refund.get("payment_intent"))
             payment = Payment.objects.select_for_update().filter(stripe_payment_intent_id=intent_id).first()
             if payment is None:
                 return None
@@ -393,7 +392,7 @@ def refund_record_stripe_charge(*, charge: dict, at: datetime) -> Payment | None
     if it has one). No network call. Safe to repeat: a paid payment stays paid,
     and refunds only move forward.
     """
-    intent_id = stripe_id_of(charge.get("payment_intent"))
+    intent_id = stripe_gateway.id_of(charge.get("payment_intent"))
     if not intent_id:
         return None
     with transaction.atomic():
@@ -406,6 +405,6 @@ def refund_record_stripe_charge(*, charge: dict, at: datetime) -> Payment | None
         embedded = charge.get("refunds")
         for stripe_refund in (embedded.get("data") or []) if isinstance(embedded, dict) else []:
             # An embedded refund may leave its PaymentIntent out; it is the charge's.
-            payment_intent = stripe_id_of(stripe_refund.get("payment_intent")) or intent_id
+            payment_intent = stripe_gateway.id_of(stripe_refund.get("payment_intent")) or intent_id
             refund_record_stripe_refund(stripe_refund={**stripe_refund, "payment_intent": payment_intent})
     return payment

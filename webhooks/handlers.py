@@ -23,9 +23,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import core.stripe_gateway as stripe_gateway
 from payments.disputes import dispute_record_stripe_dispute
 from payments.models import Payment
-from payments.services import payment_record_stripe_intent, stripe_id_of
+from payments.services import payment_record_stripe_intent
 from refunds.services import refund_record_stripe_charge, refund_record_stripe_refund
 from webhooks.models import WebhookEvent
 
@@ -175,7 +176,7 @@ def _not_recorded(stripe_object: dict, *, what: str, needed: bool = True) -> Exc
     (PaymentNotKnownYet, so Stripe delivers it again; ignored when the object
     does not `need` the payment, having nothing to record on it).
     """
-    intent_id = stripe_id_of(stripe_object.get("payment_intent"))
+    intent_id = stripe_gateway.id_of(stripe_object.get("payment_intent"))
     if not intent_id:
         return EventIgnored(f"The {what} has no PaymentIntent: not a payment of this site.")
     if not needed:

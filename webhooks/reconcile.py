@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils import timezone
 
-from core import stripe_gateway
+import core.stripe_gateway as stripe_gateway
 from core.idempotency import REFUND_ID_METADATA_KEY
 from payments.models import Payment
 from payments.services import payment_record_intent

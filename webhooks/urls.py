@@ -1,7 +1,7 @@
 from django.urls import path
 
-from webhooks.views import stripe_webhook
+from webhooks import views
 
 urlpatterns = [
-    path("stripe/", stripe_webhook, name="stripe-webhook"),
+    path("stripe/", views.stripe_webhook, name="stripe-webhook"),
 ]

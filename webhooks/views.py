@@ -4,7 +4,7 @@ from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from core import stripe_gateway
+import core.stripe_gateway as stripe_gateway
 from webhooks.models import WebhookEvent
 from webhooks.services import InvalidEvent, parse_event, webhook_event_receive
 

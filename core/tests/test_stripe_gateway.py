@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from core import stripe_gateway
+import core.stripe_gateway as stripe_gateway
 
 
 def key() -> str:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import requests
 from django.db import close_old_connections
 
-from core import stripe_gateway
+import core.stripe_gateway as stripe_gateway
 from devkit.scenarios.common import REQUEST_TIMEOUT, invariant_violations, send_concurrently, while_running
 from devkit.siteserver import TEST_WEBHOOK_SECRET
 from payments.models import Payment

@@ -2,7 +2,7 @@
 
 import pytest
 
-from core import stripe_gateway
+import core.stripe_gateway as stripe_gateway
 from payments.models import Payment
 from payments.tests.factories import PaymentFactory, confirm_at_stripe, create_payment
 

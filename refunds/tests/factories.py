@@ -4,7 +4,7 @@ import factory
 from django.db import transaction
 from django.utils import timezone
 
-from core import stripe_gateway
+import core.stripe_gateway as stripe_gateway
 from payments.models import Payment
 from payments.services import payment_record_intent
 from payments.tests.factories import PaymentFactory

@@ -12,7 +12,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.utils import timezone
 
-from core import stripe_gateway
+import core.stripe_gateway as stripe_gateway
 from payments.models import Payment
 from refunds.models import Refund
 from refunds.services import refund_record_stripe_refund, refund_reserve, refund_retry

@@ -11,7 +11,7 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
-from core import stripe_gateway
+import core.stripe_gateway as stripe_gateway
 from payments.models import Payment
 from payments.tests.factories import PaymentFactory, UserFactory, create_payment
 from refunds.models import Refund

@@ -9,7 +9,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from core import stripe_gateway
+import core.stripe_gateway as stripe_gateway
 from payments.models import Payment
 from payments.tests.factories import UserFactory
 from webhooks.models import WebhookEvent

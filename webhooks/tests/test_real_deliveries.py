@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from core import stripe_gateway
+import core.stripe_gateway as stripe_gateway
 from payments.models import Payment
 from payments.tests.factories import confirm_at_stripe, create_payment
 from webhooks.models import WebhookEvent

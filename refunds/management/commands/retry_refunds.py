@@ -2,7 +2,7 @@ import logging
 
 from django.core.management.base import BaseCommand, CommandError
 
-from core import stripe_gateway
+import core.stripe_gateway as stripe_gateway
 from core.exceptions import RefundRefused
 from refunds.models import Refund
 from refunds.services import refund_retry, refunds_awaiting_stripe
