@@ -182,9 +182,17 @@ SMALLEST_MINIMUM = min(currency.minimum for currency in CURRENCIES.values())
 MINIMUMS = ", ".join(f"{code} {currency.minimum}" for code, currency in sorted(CURRENCIES.items()))
 
 
+@extend_schema_field({"type": "integer", "minimum": SMALLEST_MINIMUM, "maximum": MAXIMUM_AMOUNT})
+class AmountField(StrictIntegerField):
+    """
+    A payment's amount. The minimum depends on the currency, so it is checked with
+    it (PaymentCreateInputSerializer.validate, whose message names it); the schema
+    states the smallest of them.
+    """
+
+
 class PaymentCreateInputSerializer(serializers.Serializer):
-    amount = StrictIntegerField(
-        min_value=SMALLEST_MINIMUM,
+    amount = AmountField(
         max_value=MAXIMUM_AMOUNT,
         help_text=(
             "In the currency's minor unit (2000 is $20.00; 500 is ¥500). At least Stripe's minimum charge "
