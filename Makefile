@@ -18,7 +18,7 @@ LOCAL_STRIPE := STRIPE_API_BASE=http://127.0.0.1:$(STRIPE_PORT) STRIPE_JS_URL=ht
 
 ## serve: start the local Stripe and the site (what `run` ends with, once set up)
 serve:
-	@$(PY) manage.py create_demo_users
+	@$(PY) manage.py create_demo_users --site-url http://127.0.0.1:$(PORT)
 	@echo "Local Stripe on http://127.0.0.1:$(STRIPE_PORT); site on http://127.0.0.1:$(PORT)/ (Ctrl-C stops both)"
 	@$(LOCAL_STRIPE) $(PY) manage.py localstripe --port $(STRIPE_PORT) --site-url http://127.0.0.1:$(PORT) & \
 	  stripe_pid=$$!; trap 'kill $$stripe_pid 2>/dev/null' EXIT INT TERM; \

@@ -59,6 +59,8 @@ def test_the_ports_given_are_the_ports_used_despite_an_old_env_file(project):
     stripe = next(line for line in started(project) if "localstripe" in line)
     site = next(line for line in started(project) if "runserver" in line)
     assert "--port 18421 --site-url http://127.0.0.1:18001" in stripe
+    # The demo users' message names the site where it runs.
+    assert any("create_demo_users --site-url http://127.0.0.1:18001" in line for line in started(project))
     assert "runserver 127.0.0.1:18001" in site
     for line in (stripe, site):
         assert "STRIPE_API_BASE=http://127.0.0.1:18421 " in line
