@@ -56,24 +56,30 @@ def site_servers(django_db_setup, fake_stripe_server):
         yield a, b
 
 
-@pytest.fixture(scope="session")
-def job_workers(django_db_setup, fake_stripe_server):
+@pytest.fixture
+def job_workers(transactional_db, fake_stripe_server):
     """
     Two real background workers (`manage.py procrastinate worker`, two jobs at
     once each) on the test database and the local Stripe, supervised (started
     again when they exit), with crash recovery in seconds (FAST_RECOVERY_ENV).
-    They apply the webhook events that tests using them store: such tests must be
-    `django_db(transaction=True)`, since the workers only see committed rows.
+    They apply the webhook events the test stores; they only see committed
+    rows, so the test's database is transactional. They run for this test only
+    (~1 s to start): other tests run queued jobs themselves, in-process, and a
+    worker left running would race them. Jobs still queued at the end are dropped.
     """
-    database = connection.settings_dict["NAME"]
     options = {
-        "database_name": database,
+        "database_name": connection.settings_dict["NAME"],
         "stripe_api_base": fake_stripe_server.api_base,
         "extra_env": FAST_RECOVERY_ENV,
         "supervise": True,
+        "wait": False,
     }
     with JobWorker.start(**options) as first, JobWorker.start(**options) as second:
+        first.wait_until_ready()
+        second.wait_until_ready()
         yield first, second
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM procrastinate_jobs")
 
 
 @pytest.fixture

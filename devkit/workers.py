@@ -68,6 +68,7 @@ class JobWorker(ServerProcess):
         self.command = command
         self.env = env
         self.restarts = 0
+        self._supervised = False
         self._stopping = threading.Event()
         self._supervisor: threading.Thread | None = None
 
@@ -82,8 +83,12 @@ class JobWorker(ServerProcess):
         extra_env: dict[str, str] | None = None,
         database_url: str | None = None,
         settings_module: str = "paymentsite.settings",
+        wait: bool = True,
     ) -> JobWorker:
-        """Start a worker on `database_name` (or `database_url`) and the local Stripe; wait until it runs jobs."""
+        """
+        Start a worker on `database_name` (or `database_url`) and the local Stripe;
+        wait until it runs jobs (unless not `wait`: then call `wait_until_ready()`).
+        """
         log_dir = Path(tempfile.mkdtemp(prefix="jobworker-"))
         env = site_environment(
             database_name=database_name,
@@ -94,15 +99,21 @@ class JobWorker(ServerProcess):
         )
         command = [sys.executable, "manage.py", "procrastinate", "worker"]
         worker = cls(cls._spawn(command, env, log_dir), log_dir, command, env)
-        try:
-            worker._wait_until_ready(since=0)
-        except BaseException:
-            worker.stop(keep_log=True)
-            raise
-        if supervise:
-            worker._supervisor = threading.Thread(target=worker._supervise, daemon=True)
-            worker._supervisor.start()
+        worker._supervised = supervise
+        if wait:
+            worker.wait_until_ready()
         return worker
+
+    def wait_until_ready(self) -> None:
+        """Wait until the worker runs jobs (JobWorkerError, and the worker stopped, if it does not)."""
+        try:
+            self._wait_until_ready(since=0)
+        except BaseException:
+            self.stop(keep_log=True)
+            raise
+        if self._supervised and self._supervisor is None:
+            self._supervisor = threading.Thread(target=self._supervise, daemon=True)
+            self._supervisor.start()
 
     @staticmethod
     def _spawn(command: list[str], env: dict[str, str], log_dir: Path) -> subprocess.Popen[bytes]:

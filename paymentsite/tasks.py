@@ -27,7 +27,9 @@ MAINTENANCE_QUEUE = "maintenance"
 
 # settings.JOBS_SCHEDULE's keys, and the task each one schedules.
 SCHEDULED_TASKS = {
+    "reconcile": "webhooks.reconcile_with_stripe",
     "retry_refunds": "refunds.retry_refunds",
+    "overdue_payments": "webhooks.reread_overdue_payments",
     "stalled_jobs": "paymentsite.retry_stalled_jobs",
 }
 
