@@ -33,10 +33,12 @@ READY_LINE = "Starting worker on"
 
 # What the tests' workers are told, so that a crash is noticed and repaired in seconds
 # rather than in production's half-minute: heartbeat every second, a worker silent for
-# three is dead, and the jobs of dead workers are looked for every two seconds. Only the
-# recovery is scheduled: reconcile and retry_refunds would call the local Stripe in the
-# middle of other tests.
+# three is dead, and the jobs of dead workers are looked for every two seconds; a failing
+# event is retried twice, a second apart, then failed. Only the recovery is scheduled:
+# reconcile and retry_refunds would call the local Stripe in the middle of other tests.
 FAST_RECOVERY_ENV = {
+    "WEBHOOK_APPLY_RETRIES": "2",
+    "WEBHOOK_RETRY_BASE_SECONDS": "1",
     "JOBS_HEARTBEAT_SECONDS": "1",
     "JOBS_STALLED_AFTER_SECONDS": "3",
     "JOBS_POLL_SECONDS": "1",
