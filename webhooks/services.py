@@ -18,7 +18,7 @@ import logging
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 import core.stripe_gateway as stripe_gateway
@@ -114,43 +114,95 @@ def apply_lock(stripe_object: dict) -> str:
     return event_payment_intent_id(stripe_object) or str(stripe_object.get("id") or "")[:MAX_ID_LENGTH]
 
 
-def webhook_event_receive(*, event: dict) -> tuple[WebhookEvent, bool]:
+def webhook_event_receive(*, event: dict) -> int | None:
     """
     Store a verified event (a dict, as `parse_event` answers it) under its
-    Stripe id as `pending`, and queue its apply job (webhooks.tasks.apply_event)
-    in the same transaction: both are committed, or neither. Answers (stored
-    event, duplicate). A second delivery of an event already stored, whatever
-    its outcome, changes nothing, queues nothing and answers duplicate.
+    Stripe id as `pending`, and queue its apply job (webhooks.tasks.apply_event,
+    under `apply_lock`) in the same statement: both are committed, or neither.
+    Answers the new event's id; None when an event with that id was stored
+    before, whatever its outcome: then nothing changes and nothing is queued.
 
-    Two copies arriving together queue on the unique index: the second waits for
-    the first to commit, then finds it. Raises DatabaseError when the event
-    cannot be stored (the view answers 500: Stripe delivers it again). Locks:
-    none beyond the new rows. No network call, no handler. Safe to retry: that
-    is what Stripe's redeliveries are.
+    One SQL statement (an INSERT … ON CONFLICT DO NOTHING and procrastinate's
+    own defer function on the row it returns) is one round trip and atomic by
+    itself; the workers are woken once it has committed (`_wake_workers`; see
+    migration 0003): Stripe's acknowledgement is the hot path (BENCHMARKS.md,
+    the background engine). Two copies arriving together queue on the unique index:
+    the second waits for the first to commit, then inserts and queues nothing.
+    Raises DatabaseError when the event cannot be stored (the view answers 500:
+    Stripe delivers it again). Locks: none beyond the new rows. No network
+    call, no handler. Safe to retry: that is what Stripe's redeliveries are.
     """
-    try:
-        with transaction.atomic():
-            stored = WebhookEvent.objects.create(
-                stripe_event_id=event["id"],
-                type=event["type"],
-                payload=event,
-                object_id=str(event["data"]["object"].get("id") or "")[:MAX_ID_LENGTH],
-            )
-            _queue_apply(stored)
-    except IntegrityError:
-        # The unique stripe_event_id: stored before (or by a copy that just committed).
-        existing = WebhookEvent.objects.filter(stripe_event_id=event["id"]).first()
-        if existing is None:
-            raise
-        return existing, True
-    return stored, False
+    from webhooks.tasks import apply_event
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _RECEIVE_SQL,
+            {
+                "stripe_event_id": event["id"],
+                "type": event["type"],
+                "payload": json.dumps(event),
+                "object_id": str(event["data"]["object"].get("id") or "")[:MAX_ID_LENGTH],
+                "queue": apply_event.queue,
+                "task_name": apply_event.name,
+                "priority": apply_event.priority,
+                "lock": apply_lock(event["data"]["object"]),
+            },
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    event_id, job_id = row
+    _wake_workers(job_id=job_id, queue=apply_event.queue)
+    return event_id
+
+
+# The event row and its job, as WebhookEvent's defaults and `_queue_apply` would write them.
+_RECEIVE_SQL = f"""
+    WITH stored AS (
+        INSERT INTO {WebhookEvent._meta.db_table}
+            (stripe_event_id, type, payload, object_id, received_at, outcome, attempts, error)
+        VALUES
+            (%(stripe_event_id)s, %(type)s, %(payload)s::jsonb, %(object_id)s, now(),
+             '{WebhookEvent.Outcome.PENDING}', 0, '')
+        ON CONFLICT (stripe_event_id) DO NOTHING
+        RETURNING id
+    )
+    SELECT stored.id, (procrastinate_defer_jobs_v1(ARRAY[ROW(
+        %(queue)s, %(task_name)s, %(priority)s, %(lock)s, NULL,
+        jsonb_build_object('event_id', stored.id), NULL
+    )::procrastinate_job_to_defer_v1]))[1]
+    FROM stored
+"""
 
 
 def _queue_apply(event: WebhookEvent) -> None:
     """Queue the event's apply job on the caller's transaction (Django's connection): it commits with it."""
     from webhooks.tasks import apply_event
 
-    apply_event.configure(lock=apply_lock(event.stripe_object)).defer(event_id=event.pk)
+    job_id = apply_event.configure(lock=apply_lock(event.stripe_object)).defer(event_id=event.pk)
+    _wake_workers(job_id=job_id, queue=apply_event.queue)
+
+
+def _wake_workers(*, job_id: int, queue: str) -> None:
+    """
+    Once the caller's transaction has committed (at once outside one), tell the
+    listening workers a job is waiting, as procrastinate's insert trigger does
+    for its other jobs (migration 0003 says why not in the transaction). A
+    notification that cannot be sent is no loss: the workers poll for jobs too.
+    """
+    payload = json.dumps({"type": "job_inserted", "job_id": job_id})
+
+    def notify() -> None:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_notify(%s, %s), pg_notify('procrastinate_any_queue_v1', %s)",
+                    [f"procrastinate_queue_v1#{queue}", payload, payload],
+                )
+        except DatabaseError as exc:
+            logger.warning("Could not wake the workers for job %s: %s", job_id, storable_error(exc))
+
+    transaction.on_commit(notify)
 
 
 @dataclass

@@ -9,6 +9,7 @@ from payments.models import Payment
 from refunds.models import Refund
 from webhooks.handlers import HANDLERS
 from webhooks.models import WebhookEvent
+from webhooks.services import _queue_apply
 from webhooks.tests.factories import payment_intent_event, post_event, refund_object, stripe_event
 
 CONTRACT_TYPES = [
@@ -193,3 +194,21 @@ def test_a_refund_of_a_charge_without_payment_intent_is_ignored(client):
     assert response.status_code == 200
     assert WebhookEvent.objects.get().outcome == WebhookEvent.Outcome.IGNORED
     assert Refund.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_the_job_stored_with_the_event_is_the_one_procrastinate_would_queue(client):
+    """The endpoint queues in its INSERT's statement; the job must be what apply_event.defer() makes."""
+    post_event(client, stripe_event("refund.created", refund_object(intent_id="pi_same_job")), apply=False)
+    stored = WebhookEvent.objects.get()
+
+    _queue_apply(stored)
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT queue_name, task_name, priority, lock, queueing_lock, args, scheduled_at, status, attempts"
+            " FROM procrastinate_jobs ORDER BY id"
+        )
+        by_the_endpoint, by_procrastinate = cursor.fetchall()
+    assert by_the_endpoint == by_procrastinate
+    assert by_the_endpoint[:4] == ("webhooks", "webhooks.apply_event", 0, "pi_same_job")
