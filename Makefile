@@ -8,12 +8,15 @@ STRIPE_PORT ?= 8420
 
 .PHONY: run test setup postgres env database lint chromium
 
-## run: set everything up, start the local Stripe and the site on http://127.0.0.1:$(PORT)/
+## run: set everything up, start the local Stripe, a background worker and the site on http://127.0.0.1:$(PORT)/
+# The local Stripe and the worker run in the background; a non-interactive shell keeps Ctrl-C
+# from them, so the trap stops them (SIGTERM: the worker finishes its jobs) when the site stops.
 run: setup env database
 	@$(PY) manage.py create_demo_users
-	@echo "Local Stripe on http://127.0.0.1:$(STRIPE_PORT); site on http://127.0.0.1:$(PORT)/ (Ctrl-C stops both)"
-	@$(PY) manage.py localstripe --port $(STRIPE_PORT) --site-url http://127.0.0.1:$(PORT) & \
-	  stripe_pid=$$!; trap 'kill $$stripe_pid 2>/dev/null' EXIT INT TERM; \
+	@echo "Local Stripe on http://127.0.0.1:$(STRIPE_PORT); a worker; site on http://127.0.0.1:$(PORT)/ (Ctrl-C stops all three)"
+	@$(PY) manage.py localstripe --port $(STRIPE_PORT) --site-url http://127.0.0.1:$(PORT) & stripe_pid=$$!; \
+	  $(PY) manage.py procrastinate worker & worker_pid=$$!; \
+	  trap 'kill $$stripe_pid $$worker_pid 2>/dev/null; wait $$stripe_pid $$worker_pid 2>/dev/null' EXIT INT TERM; \
 	  $(PY) manage.py runserver 127.0.0.1:$(PORT)
 
 ## test: the whole test suite against PostgreSQL and a local Stripe (what CI runs)
