@@ -8,20 +8,23 @@ STRIPE_PORT ?= 8420
 
 .PHONY: run serve test setup postgres env database lint chromium
 
-## run: set everything up, start the local Stripe and the site on http://127.0.0.1:$(PORT)/
+## run: set everything up, start the local Stripe, a background worker and the site on http://127.0.0.1:$(PORT)/
+# The local Stripe and the worker run in the background; a non-interactive shell keeps Ctrl-C
+# from them, so the trap stops them (SIGTERM: the worker finishes its jobs) when the site stops.
 run: setup env database
 	@$(MAKE) --no-print-directory serve
 
-# The ports given are the ports used: the local Stripe's address goes to both
-# processes from here, whatever an older .env says (the environment wins over .env).
+# The ports given are the ports used: the local Stripe's address goes to every
+# process from here, whatever an older .env says (the environment wins over .env).
 LOCAL_STRIPE := STRIPE_API_BASE=http://127.0.0.1:$(STRIPE_PORT) STRIPE_JS_URL=http://127.0.0.1:$(STRIPE_PORT)/js.stripe.com/v3/
 
-## serve: start the local Stripe and the site (what `run` ends with, once set up)
+## serve: start the local Stripe, a background worker and the site (what `run` ends with, once set up)
 serve:
 	@$(PY) manage.py create_demo_users --site-url http://127.0.0.1:$(PORT)
-	@echo "Local Stripe on http://127.0.0.1:$(STRIPE_PORT); site on http://127.0.0.1:$(PORT)/ (Ctrl-C stops both)"
-	@$(LOCAL_STRIPE) $(PY) manage.py localstripe --port $(STRIPE_PORT) --site-url http://127.0.0.1:$(PORT) & \
-	  stripe_pid=$$!; trap 'kill $$stripe_pid 2>/dev/null' EXIT INT TERM; \
+	@echo "Local Stripe on http://127.0.0.1:$(STRIPE_PORT); a worker; site on http://127.0.0.1:$(PORT)/ (Ctrl-C stops all three)"
+	@$(LOCAL_STRIPE) $(PY) manage.py localstripe --port $(STRIPE_PORT) --site-url http://127.0.0.1:$(PORT) & stripe_pid=$$!; \
+	  $(LOCAL_STRIPE) $(PY) manage.py procrastinate worker & worker_pid=$$!; \
+	  trap 'kill $$stripe_pid $$worker_pid 2>/dev/null; wait $$stripe_pid $$worker_pid 2>/dev/null' EXIT INT TERM; \
 	  $(LOCAL_STRIPE) $(PY) manage.py runserver 127.0.0.1:$(PORT)
 
 ## test: the whole test suite against PostgreSQL and a local Stripe (what CI runs)

@@ -11,9 +11,21 @@ from webhooks.services import webhook_event_reprocess
 
 @admin.register(WebhookEvent)
 class WebhookEventAdmin(ViewOnly, admin.ModelAdmin):
-    """Stripe's events as received: read-only, except reprocessing the ones that failed."""
+    """
+    Stripe's events as received: read-only, except reprocessing the ones that
+    failed (their apply jobs are queued again for the workers).
+    """
 
-    list_display = ("stripe_event_id", "type", "outcome", "object_id", "payment", "received_at", "processed_at")
+    list_display = (
+        "stripe_event_id",
+        "type",
+        "outcome",
+        "attempts",
+        "object_id",
+        "payment",
+        "received_at",
+        "processed_at",
+    )
     list_filter = ("outcome", "type", "received_at")
     search_fields = ("=stripe_event_id", "=object_id")
     search_help_text = "An event id (evt_…) or the id of the object it is about (pi_…, re_…, dp_…)."
@@ -23,6 +35,7 @@ class WebhookEventAdmin(ViewOnly, admin.ModelAdmin):
         "stripe_event_id",
         "type",
         "outcome",
+        "attempts",
         "error",
         "object_id",
         "payment",
@@ -50,13 +63,15 @@ class WebhookEventAdmin(ViewOnly, admin.ModelAdmin):
 
     @admin.action(description="Reprocess the selected failed events", permissions=["reprocess"])
     def reprocess(self, request, queryset):
-        outcomes = {}
-        for event in queryset.filter(outcome=WebhookEvent.Outcome.FAILED):
-            event = webhook_event_reprocess(event=event)
-            outcomes[event.outcome] = outcomes.get(event.outcome, 0) + 1
-        if not outcomes:
+        queued = sum(
+            webhook_event_reprocess(event=event).outcome == WebhookEvent.Outcome.PENDING
+            for event in queryset.filter(outcome=WebhookEvent.Outcome.FAILED)
+        )
+        if not queued:
             self.message_user(request, "None of the selected events had failed.", messages.WARNING)
             return
-        summary = ", ".join(f"{count} {outcome}" for outcome, count in sorted(outcomes.items()))
-        level = messages.ERROR if WebhookEvent.Outcome.FAILED in outcomes else messages.SUCCESS
-        self.message_user(request, f"Reprocessed: {summary}.", level)
+        self.message_user(
+            request,
+            f"Queued {queued} event(s) for the workers: each is pending until applied (reload to see its outcome).",
+            messages.SUCCESS,
+        )

@@ -14,11 +14,13 @@ from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.views import View
+from procrastinate.contrib.django.models import ProcrastinateJob
 
 from payments.currencies import CURRENCIES, format_amount
 from payments.models import Dispute, Payment
 from refunds.models import Refund
 from webhooks.models import WebhookEvent
+from webhooks.queue import QueueFigures, queue_figures
 
 # --- Dashboard ------------------------------------------------------------------
 
@@ -53,6 +55,9 @@ class DashboardFigures:
     failed_webhooks: int
     stuck_refunds: int
     open_disputes: int
+    # Stripe's events stored but not applied yet, and the background job queue.
+    pending_webhooks: int
+    jobs: QueueFigures
 
     @property
     def success_rate(self) -> float | None:
@@ -71,8 +76,8 @@ CHART = {"width": 760, "height": 220, "left": 80, "right": 40, "bottom": 24, "to
 def dashboard_figures(*, now: datetime, currency: str | None = None) -> DashboardFigures:
     """
     The last 30 days (today included, UTC) in one grouped query over the
-    payments' created_at index, plus three indexed counts of what needs a
-    person. Volume is per currency (amounts in different currencies do not add
+    payments' created_at index, plus indexed counts of what needs a person and
+    the background job queue's figures. Volume is per currency (amounts in different currencies do not add
     up): the one asked for, else the one with the most paid payments.
     """
     first_day = now.date() - timedelta(days=DASHBOARD_DAYS - 1)
@@ -113,6 +118,8 @@ def dashboard_figures(*, now: datetime, currency: str | None = None) -> Dashboar
         failed_webhooks=WebhookEvent.objects.filter(outcome=WebhookEvent.Outcome.FAILED).count(),
         stuck_refunds=Refund.objects.filter(status=Refund.Status.PENDING, created_at__lt=now - STUCK_AFTER).count(),
         open_disputes=Dispute.objects.filter(status__in=Dispute.OPEN_STATUSES).count(),
+        pending_webhooks=WebhookEvent.objects.filter(outcome=WebhookEvent.Outcome.PENDING).count(),
+        jobs=queue_figures(),
     )
 
 
@@ -145,6 +152,15 @@ def chart_bars(days: list[date], per_day: dict[date, list[int]], currency: str) 
             )
         )
     return bars
+
+
+def waited(seconds: float) -> str:
+    """`42 s`, `12 min`, `3.5 h`: how long the oldest due job has waited, said the way a person would."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def percent(rate: float | None) -> str:
@@ -209,6 +225,10 @@ class DashboardView(View):
                 },
             ),
             "failed_webhooks_url": admin_list_url(WebhookEvent, {"outcome__exact": WebhookEvent.Outcome.FAILED}),
+            "pending_webhooks_url": admin_list_url(WebhookEvent, {"outcome__exact": WebhookEvent.Outcome.PENDING}),
+            "pending_jobs_url": admin_list_url(ProcrastinateJob, {"status__in": "todo,doing"}),
+            "failed_jobs_url": admin_list_url(ProcrastinateJob, {"status__exact": "failed"}),
+            "oldest_pending_job": waited(figures.jobs.oldest_pending_seconds),
             "stuck_refunds_url": admin_list_url(Refund, {"stuck": "yes"}),
             "open_disputes_url": admin_list_url(Dispute, {"open": "yes"}),
         }

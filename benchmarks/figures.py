@@ -1,8 +1,10 @@
 """
 The performance figures of BENCHMARKS.md in one run on one machine, each beside
-its baseline: webhook ingest against a bare one-INSERT view on the same server,
-POST /api/payments/ against a direct SDK create to the same local Stripe, and
-the admin's busiest pages at a million payments against a stock ModelAdmin.
+its baseline: webhook acknowledgement against a bare one-INSERT view on the same
+server (and the background workers' apply throughput and lag with 1, 2 and 4
+workers), POST /api/payments/ against a direct SDK create to the same local
+Stripe, and the admin's busiest pages at a million payments against a stock
+ModelAdmin.
 
     .venv/bin/python -m benchmarks.figures [--quick]
 
@@ -28,7 +30,12 @@ def runs(quick: bool) -> list[tuple[str, list[str], dict[str, str]]]:
     """(title, module and arguments, extra environment) of each benchmark."""
     admin_env = {"DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{ADMIN_DATABASE}"}
     return [
-        ("Webhook ingest", ["benchmarks.webhook_ingest", "--events", "300" if quick else "3000"], {}),
+        (
+            "Webhooks: acknowledgement and apply (background engine)",
+            ["benchmarks.engine"]
+            + (["--events", "300", "--backlog", "200", "--lag-events", "100"] if quick else ["--events", "3000"]),
+            {},
+        ),
         ("Payment creation", ["benchmarks.payment_create", "--requests", "50" if quick else "500"], {}),
         (
             "Admin pages",

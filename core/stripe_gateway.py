@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -304,24 +305,46 @@ WEBHOOK_TOLERANCE_SECONDS = 300
 
 def webhook_verify(payload: bytes, signature_header: str) -> None:
     """
-    Check `Stripe-Signature` against STRIPE_WEBHOOK_SECRET with Stripe's 300 s
-    tolerance. Makes no network call. Raises InvalidWebhook.
+    Check `Stripe-Signature` against each secret in STRIPE_WEBHOOK_SECRET
+    (comma-separated: during a rotation both the old and the new endpoint
+    secret verify); its timestamp must be within Stripe's 300 s of now, in the
+    past as in the future. Makes no network call. Raises InvalidWebhook.
     """
-    secret = settings.STRIPE_WEBHOOK_SECRET
-    if not secret:
+    secrets = [secret.strip() for secret in settings.STRIPE_WEBHOOK_SECRET.split(",") if secret.strip()]
+    if not secrets:
         raise InvalidWebhook("STRIPE_WEBHOOK_SECRET is not set: webhooks are refused until it is.")
     if not signature_header:
         raise InvalidWebhook("Missing Stripe-Signature header.")
     try:
-        stripe.WebhookSignature.verify_header(
-            payload.decode("utf-8"), signature_header, secret, tolerance=WEBHOOK_TOLERANCE_SECONDS
-        )
+        text = payload.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidWebhook("The body is not UTF-8.") from exc
-    except stripe.SignatureVerificationError as exc:
-        raise InvalidWebhook(f"Bad signature: {exc.user_message or exc}") from exc
-    except (ValueError, IndexError) as exc:
-        raise InvalidWebhook("Malformed Stripe-Signature header.") from exc
+    timestamp = _signature_timestamp(signature_header)
+    # The SDK refuses only a timestamp too far in the past; one from the future is as suspect.
+    if timestamp > time.time() + WEBHOOK_TOLERANCE_SECONDS:
+        raise InvalidWebhook("Bad signature: the timestamp is in the future.")
+    problem = "Bad signature."
+    for secret in secrets:
+        try:
+            stripe.WebhookSignature.verify_header(text, signature_header, secret, tolerance=WEBHOOK_TOLERANCE_SECONDS)
+            return
+        except stripe.SignatureVerificationError as exc:
+            problem = f"Bad signature: {exc.user_message or exc}"
+        except (ValueError, IndexError) as exc:
+            raise InvalidWebhook("Malformed Stripe-Signature header.") from exc
+    raise InvalidWebhook(problem)
+
+
+def _signature_timestamp(signature_header: str) -> int:
+    """The `t=` of a Stripe-Signature header (Unix seconds); InvalidWebhook when there is none."""
+    for item in signature_header.split(","):
+        key, _, value = item.strip().partition("=")
+        if key == "t":
+            try:
+                return int(value)
+            except ValueError:
+                break
+    raise InvalidWebhook("Malformed Stripe-Signature header.")
 
 
 def webhook_sign(payload: str, *, secret: str, timestamp: int) -> str:

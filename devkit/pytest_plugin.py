@@ -16,6 +16,7 @@ from django.db import connection
 from devkit.fakestripe import FakeStripe
 from devkit.scenarios import SITE_SERVERS_LEASE_SECONDS
 from devkit.siteserver import SiteServer
+from devkit.workers import FAST_RECOVERY_ENV, JobWorker
 from payments.tests.factories import UserFactory, api_client_for
 from refunds.tests.factories import paid_payment_at_stripe
 
@@ -56,10 +57,37 @@ def site_servers(django_db_setup, fake_stripe_server):
 
 
 @pytest.fixture
-def stripe_webhooks(fake_stripe, live_server, settings):
+def job_workers(transactional_db, fake_stripe_server):
+    """
+    Two real background workers (`manage.py procrastinate worker`, two jobs at
+    once each) on the test database and the local Stripe, supervised (started
+    again when they exit), with crash recovery in seconds (FAST_RECOVERY_ENV).
+    They apply the webhook events the test stores; they only see committed
+    rows, so the test's database is transactional. They run for this test only
+    (~1 s to start): other tests run queued jobs themselves, in-process, and a
+    worker left running would race them. Jobs still queued at the end are dropped.
+    """
+    options = {
+        "database_name": connection.settings_dict["NAME"],
+        "stripe_api_base": fake_stripe_server.api_base,
+        "extra_env": FAST_RECOVERY_ENV,
+        "supervise": True,
+        "wait": False,
+    }
+    with JobWorker.start(**options) as first, JobWorker.start(**options) as second:
+        first.wait_until_ready()
+        second.wait_until_ready()
+        yield first, second
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM procrastinate_jobs")
+
+
+@pytest.fixture
+def stripe_webhooks(fake_stripe, live_server, job_workers, settings):
     """
     The local Stripe, sending its own signed webhooks to this test's live server
-    (`/webhooks/stripe/`, signed with STRIPE_WEBHOOK_SECRET) until the test ends.
+    (`/webhooks/stripe/`, signed with STRIPE_WEBHOOK_SECRET) until the test ends;
+    the real workers apply them.
     """
     url = live_server.url + "/webhooks/stripe/"
     fake_stripe.register_webhook(url, settings.STRIPE_WEBHOOK_SECRET)

@@ -20,5 +20,7 @@ os.environ.setdefault("STRIPE_SECRET_KEY", "sk_test_paymentsite_tests")
 os.environ.setdefault("STRIPE_PUBLISHABLE_KEY", "pk_test_paymentsite_tests")
 os.environ.setdefault("STRIPE_WEBHOOK_SECRET", "whsec_paymentsite_tests")
 os.environ.setdefault("STRIPE_TIMEOUT", "3")
+# Never the real Stripe: a test that forgets the local Stripe (`fake_stripe`) gets a refused connection.
+os.environ.setdefault("STRIPE_API_BASE", "http://127.0.0.1:9")
 # The development kit's app (`manage.py localstripe`), as in development.
 os.environ.setdefault("DEVKIT", "true")

@@ -314,3 +314,50 @@ LOGGING = {
         "stripe": {"level": "WARNING"},
     },
 }
+
+# --- Background jobs (procrastinate) -----------------------------------------
+# The worker process is `python manage.py procrastinate worker`; any number of them,
+# on any number of machines, share the jobs kept in this same PostgreSQL (the schema
+# comes with `migrate`). A job is queued in the same transaction as the row that needs
+# it, so neither is ever kept without the other. Each app's jobs are in its tasks.py;
+# the schedules of the periodic ones and the recovery of jobs a dead worker left
+# running are in paymentsite/tasks.py.
+
+INSTALLED_APPS.append("procrastinate.contrib.django")
+PROCRASTINATE_ON_APP_READY = "paymentsite.tasks.on_app_ready"
+PROCRASTINATE_WORKER_DEFAULTS = {
+    # Jobs run at once in one worker process (threads, each with its own connection).
+    "concurrency": env.int("JOBS_CONCURRENCY", default=4),
+    # A worker proves it is alive this often; one silent for JOBS_STALLED_AFTER_SECONDS
+    # is dead, and the jobs it was running are run again (see paymentsite/tasks.py).
+    "update_heartbeat_interval": env.float("JOBS_HEARTBEAT_SECONDS", default=10.0),
+    "stalled_worker_timeout": env.float("JOBS_STALLED_AFTER_SECONDS", default=30.0),
+    # New jobs wake workers at once (LISTEN/NOTIFY); this is the fallback poll.
+    "fetch_job_polling_interval": env.float("JOBS_POLL_SECONDS", default=5.0),
+    # A finished job's record is its row (the webhook event, the refund): the job goes.
+    # Failed jobs stay, for the admin and the dashboard.
+    "delete_jobs": "successful",
+    # Ctrl-C or SIGTERM: let running jobs finish this long, then stop; what is cut is run again.
+    "shutdown_graceful_timeout": env.float("JOBS_SHUTDOWN_SECONDS", default=30.0),
+}
+# Periodic jobs, as cron lines (five fields, or six with seconds last); an empty one is
+# not scheduled. Each takes a queueing lock, so many workers never pile them up.
+JOBS_SCHEDULE = {
+    "reconcile": env.str("SCHEDULE_RECONCILE", default="17 * * * *"),
+    "retry_refunds": env.str("SCHEDULE_RETRY_REFUNDS", default="*/5 * * * *"),
+    "overdue_payments": env.str("SCHEDULE_OVERDUE_PAYMENTS", default="*/10 * * * *"),
+    "stalled_jobs": env.str("SCHEDULE_STALLED_JOBS", default="* * * * *"),
+}
+# reconcile's window, like `reconcile_stripe --since`: payments and refunds created this recently.
+RECONCILE_SINCE_HOURS = env.float("RECONCILE_SINCE_HOURS", default=72.0)
+# A payment not final and unchanged for this long has events overdue: it is read from Stripe.
+PAYMENT_EVENTS_OVERDUE_MINUTES = env.int("PAYMENT_EVENTS_OVERDUE_MINUTES", default=30)
+# Applying a Stripe event: retried after 2, 4, 8... seconds (WEBHOOK_RETRY_BASE_SECONDS ** n),
+# like Stripe's own redeliveries over about three days; then the event is `failed`.
+WEBHOOK_APPLY_RETRIES = env.int("WEBHOOK_APPLY_RETRIES", default=17)
+WEBHOOK_RETRY_BASE_SECONDS = env.int("WEBHOOK_RETRY_BASE_SECONDS", default=2)
+# procrastinate says at every start which tasks it registered, at every webhook that it
+# queued a job, and every minute which periodic job: only its warnings. Its workers log
+# each job they run.
+for _quiet in ("procrastinate.blueprints", "procrastinate.periodic", "procrastinate.jobs"):
+    LOGGING["loggers"][_quiet] = {"level": "WARNING"}

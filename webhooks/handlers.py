@@ -3,20 +3,19 @@ One handler per Stripe event type, found in `HANDLERS` (filled by `@handles`).
 
 A handler gets the stored event, makes one service call with its object (the
 payments and refunds services hold the order rules and the locks) and answers
-the payment it touched, or None. It runs inside the event's transaction and a
-savepoint of its own (webhooks.services): raising rolls back everything it did.
-It never calls Stripe: Stripe is waiting for our answer, and the event already
-carries what we need. So every handler is safe to run again on the same event:
-the services' order rules make a second run change nothing.
+the payment it touched, or None. A worker's apply job runs it (webhooks.services.
+webhook_event_apply) under the event's row lock and in a savepoint of its own:
+raising rolls back everything it did. It never calls Stripe: the event carries
+what it needs. So every handler is safe to run again on the same event: the
+services' order rules make a second run change nothing.
 
 Two outcomes besides success:
 - `EventIgnored`: the event is about something that is not ours to record (a
   charge made without a PaymentIntent); the event is stored as `ignored`.
 - `PaymentNotKnownYet`: a refund or dispute of a PaymentIntent we have not seen
   yet. The refund or dispute object does not carry what a payment needs (its
-  amount), so we cannot create one; the event is stored as `failed` and answered
-  500, so Stripe delivers it again later, by when the PaymentIntent's own event
-  has created the payment (`process_webhooks --failed` does the same at once).
+  amount), so the handler cannot create one; the apply job then reads that
+  PaymentIntent from Stripe, adopts it, and runs the handler again.
 """
 
 from __future__ import annotations
@@ -52,7 +51,11 @@ class EventIgnored(Exception):
 
 
 class PaymentNotKnownYet(Exception):
-    """The event needs a payment that no event has created here yet: Stripe should deliver it again."""
+    """The event needs the payment of PaymentIntent `intent_id`, which no payment here records yet."""
+
+    def __init__(self, message: str, *, intent_id: str):
+        super().__init__(message)
+        self.intent_id = intent_id
 
 
 def handles(*event_types: str, carries: str) -> Callable[[Handler], Handler]:
@@ -173,12 +176,12 @@ def _not_recorded(stripe_object: dict, *, what: str, needed: bool = True) -> Exc
     """
     Why a service recorded nothing for `stripe_object`: it names no PaymentIntent
     (not a payment of this site: ignored), or its payment is not known here yet
-    (PaymentNotKnownYet, so Stripe delivers it again; ignored when the object
-    does not `need` the payment, having nothing to record on it).
+    (PaymentNotKnownYet, so the apply job adopts the PaymentIntent; ignored when
+    the object does not `need` the payment, having nothing to record on it).
     """
     intent_id = stripe_gateway.id_of(stripe_object.get("payment_intent"))
     if not intent_id:
         return EventIgnored(f"The {what} has no PaymentIntent: not a payment of this site.")
     if not needed:
         return EventIgnored(f"No payment for PaymentIntent {intent_id}, and the {what} names no refund.")
-    return PaymentNotKnownYet(f"No payment for PaymentIntent {intent_id} yet.")
+    return PaymentNotKnownYet(f"No payment for PaymentIntent {intent_id} yet.", intent_id=intent_id)

@@ -5,9 +5,14 @@ from django.utils import timezone
 
 
 class WebhookEvent(models.Model):
-    """A verified Stripe event, stored once under its Stripe id."""
+    """
+    A verified Stripe event, stored once under its Stripe id, `pending` until a
+    worker's apply job has run its handler (webhooks.tasks), then `processed`,
+    `ignored`, or `failed` once every attempt has failed.
+    """
 
     class Outcome(models.TextChoices):
+        PENDING = "pending"
         PROCESSED = "processed"
         IGNORED = "ignored"
         FAILED = "failed"
@@ -22,7 +27,10 @@ class WebhookEvent(models.Model):
     )
     received_at = models.DateTimeField(default=timezone.now)
     processed_at = models.DateTimeField(null=True, blank=True)
-    outcome = models.CharField(max_length=16, choices=Outcome.choices, blank=True)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.PENDING)
+    # Times its handler was run: each failed attempt keeps its error until the next one.
+    attempts = models.PositiveIntegerField(default=0)
+    # Why it failed or was ignored: the exception's class and message, never row data or secrets.
     error = models.TextField(blank=True)
 
     class Meta:

@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
@@ -12,6 +13,7 @@ from payments.tests.factories import PaymentFactory
 from refunds.models import Refund
 from refunds.tests.factories import PaidPaymentFactory, RefundFactory
 from webhooks.models import WebhookEvent
+from webhooks.tests.factories import payment_intent_event, post_event
 
 pytestmark = pytest.mark.usefixtures("fast_password_hashing")
 
@@ -103,3 +105,44 @@ def test_admin_index_links_to_the_dashboard(client, support_viewer):
     client.force_login(support_viewer)
 
     assert reverse("admin:payments_dashboard") in client.get("/admin/").content.decode()
+
+
+@pytest.fixture
+def queued_work(client):
+    """Two events stored and not applied yet (their jobs queued), and one job that ended in an error."""
+    for intent_id in ("pi_waiting_1", "pi_waiting_2", "pi_broken"):
+        post_event(client, payment_intent_event("payment_intent.succeeded", intent_id=intent_id), apply=False)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id FROM procrastinate_jobs WHERE lock = 'pi_broken'")
+        (broken,) = cursor.fetchone()
+        cursor.execute("UPDATE procrastinate_jobs SET status = 'doing' WHERE id = %s", [broken])
+        cursor.execute("SELECT procrastinate_finish_job_v1(%s, 'failed', false)", [broken])
+        # The first event was queued a while ago: no worker has come for it.
+        cursor.execute(
+            "UPDATE procrastinate_events SET at = now() - interval '15 minutes' "
+            "WHERE type = 'deferred' AND job_id = (SELECT id FROM procrastinate_jobs WHERE lock = 'pi_waiting_1')"
+        )
+    return broken
+
+
+@pytest.mark.django_db
+def test_the_background_queue_is_on_the_dashboard(queued_work):
+    figures = dashboard_figures(now=timezone.now())
+
+    assert figures.pending_webhooks == 3
+    assert (figures.jobs.pending, figures.jobs.failed) == (2, 1)
+    assert 15 * 60 <= figures.jobs.oldest_pending_seconds < 16 * 60
+
+
+@pytest.mark.django_db
+def test_the_dashboard_links_to_the_waiting_events_and_the_failed_jobs(client, superuser, queued_work):
+    client.force_login(superuser)
+
+    response = client.get(DASHBOARD)
+
+    body = response.content.decode()
+    assert "Jobs pending" in body and "has waited 15 min" in body
+    failed_jobs = client.get(response.context["failed_jobs_url"])
+    assert [job.id for job in failed_jobs.context["cl"].result_list] == [queued_work]
+    waiting = client.get(response.context["pending_webhooks_url"])
+    assert len(waiting.context["cl"].result_list) == 3

@@ -51,6 +51,7 @@ from devkit.scenarios.storm import (
     post_webhook,
     storm_check,
     storm_prepare,
+    wait_for_workers,
 )
 
 __all__ = [
@@ -82,6 +83,7 @@ __all__ = [
     "storm_check",
     "storm_prepare",
     "summary",
+    "wait_for_workers",
     "while_running",
     "worker_kills",
 ]

@@ -4,6 +4,7 @@ import json
 import time
 
 import pytest
+from django.db import connection
 from django.test import Client
 
 from payments.models import Payment
@@ -27,6 +28,9 @@ def assert_refused(response):
     assert response.status_code == 400
     assert WebhookEvent.objects.count() == 0
     assert Payment.objects.count() == 0
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM procrastinate_jobs")
+        assert cursor.fetchone() == (0,), "a refused event queued a job"
 
 
 @pytest.mark.django_db

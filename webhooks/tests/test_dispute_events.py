@@ -58,11 +58,14 @@ def test_a_late_dispute_created_does_not_reopen_a_closed_dispute(client, payment
 
 
 @pytest.mark.django_db
-def test_a_dispute_of_an_unknown_payment_is_failed_so_that_stripe_retries(client):
+def test_a_dispute_of_a_paymentintent_stripe_does_not_have_is_ignored(client, fake_stripe):
+    """Its apply job asks Stripe for the PaymentIntent to adopt it; Stripe has none: not a payment of ours."""
     response = post_event(client, stripe_event("charge.dispute.created", dispute_object(intent_id="pi_unknown")))
 
-    assert response.status_code == 500
-    assert WebhookEvent.objects.get().outcome == WebhookEvent.Outcome.FAILED
+    assert response.status_code == 200
+    stored = WebhookEvent.objects.get()
+    assert stored.outcome == WebhookEvent.Outcome.IGNORED
+    assert "Stripe has no PaymentIntent pi_unknown" in stored.error
     assert Dispute.objects.count() == 0
 
 

@@ -21,10 +21,18 @@ class Command(BaseCommand):
         parser.add_argument(
             "--since", type=float, metavar="HOURS", help="only payments and refunds created in the last HOURS hours"
         )
+        parser.add_argument(
+            "--overdue",
+            type=int,
+            metavar="MINUTES",
+            help="only non-final payments unchanged for MINUTES minutes (their events are late); no refunds",
+        )
 
-    def handle(self, *args, since, **options):
+    def handle(self, *args, since, overdue, **options):
         if since is not None and since <= 0:
             raise CommandError("--since must be a positive number of hours.")
+        if overdue is not None and overdue <= 0:
+            raise CommandError("--overdue must be a positive number of minutes.")
         payments = Payment.objects.exclude(status__in=Payment.FINAL).order_by("created_at")
         refunds = (
             Refund.objects.filter(status__in=(Refund.Status.PENDING, Refund.Status.REQUIRES_ACTION))
@@ -38,6 +46,11 @@ class Command(BaseCommand):
             payments = payments.filter(created_at__gte=cutoff)
             refunds = refunds.filter(created_at__gte=cutoff)
             refundable = refundable.filter(created_at__gte=cutoff)
+        if overdue is not None:
+            # Only what the periodic job re-reads often: a payment whose events are late.
+            payments = payments.filter(updated_at__lt=timezone.now() - timedelta(minutes=overdue))
+            self._run("payments", payments, lambda payment: payment_reconcile(payment=payment))
+            return
         self._run("payments", payments, lambda payment: payment_reconcile(payment=payment))
         self._run("refunds", refunds, lambda refund: refund_reconcile(refund=refund))
         self._run("paid payments", refundable, lambda payment: payment_reconcile_refunds(payment=payment))
