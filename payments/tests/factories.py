@@ -28,6 +28,10 @@ class PaymentFactory(factory.django.DjangoModelFactory):
     user = factory.SubFactory(UserFactory)
     amount = 2000
     currency = "usd"
+    status = Payment.Status.REQUIRES_PAYMENT_METHOD
+    # A paid payment received its whole amount (automatic capture); an authorized one may capture it.
+    amount_received = factory.LazyAttribute(lambda p: p.amount if p.status in Payment.PAID else 0)
+    amount_capturable = factory.LazyAttribute(lambda p: p.amount if p.status == Payment.Status.REQUIRES_CAPTURE else 0)
     idempotency_key = factory.LazyFunction(lambda: str(uuid.uuid4()))
     stripe_payment_intent_id = factory.Sequence(lambda n: f"pi_test_{n:08d}")
 
