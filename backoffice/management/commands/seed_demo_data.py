@@ -19,7 +19,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, transaction
 from django.utils import timezone
 
-from payments.currencies import CURRENCIES
+from payments.currencies import get_currency
 from payments.models import Dispute, Payment
 from refunds.models import Refund
 from webhooks.models import WebhookEvent
@@ -157,7 +157,7 @@ class Command(BaseCommand):
         created_at = self.now - timedelta(seconds=rng.uniform(0, self.days * 86400))
         payment_id = new_uuid(rng)
         status = weighted(rng, STATUS_WEIGHTS)
-        amount = rng.randint(max(CURRENCIES[currency].minimum, 100), 50_000)
+        amount = rng.randint(max(get_currency(currency).minimum or 0, 100), 50_000)
         return Payment(
             id=payment_id,
             user_id=user_id,
