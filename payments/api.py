@@ -4,7 +4,13 @@ output serializers beside it. Views validate, call a service, serialize.
 """
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    inline_serializer,
+)
 from rest_framework import generics, serializers, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
@@ -12,7 +18,7 @@ from rest_framework.views import APIView
 
 from core.idempotency import PAYMENT_ID_METADATA_KEY
 from payments import services
-from payments.currencies import CURRENCIES, MAXIMUM_AMOUNT
+from payments.currencies import CURRENCIES
 from payments.models import Payment
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -86,6 +92,8 @@ class MetadataField(serializers.Field):
 
 class PaymentSerializer(serializers.ModelSerializer):
     metadata = MetadataField()
+    # Empty when not given: a plain string, not the schema's `email` format.
+    customer_email = serializers.CharField(read_only=True, help_text="The shopper's email; empty when not given.")
 
     class Meta:
         model = Payment
@@ -95,9 +103,20 @@ class PaymentSerializer(serializers.ModelSerializer):
             "amount",
             "currency",
             "status",
+            "capture_method",
+            "amount_capturable",
+            "amount_received",
+            "capture_before",
             "refunded_amount",
+            "order_reference",
+            "customer_email",
+            "customer_name",
+            "card_brand",
+            "card_last4",
             "description",
             "metadata",
+            "failure_code",
+            "failure_message",
             "created_at",
             "updated_at",
         ]
@@ -113,24 +132,40 @@ class PaymentCreatedSerializer(PaymentSerializer):
 
 
 class PaymentCreateInputSerializer(serializers.Serializer):
-    amount = StrictIntegerField()
-    currency = serializers.CharField(max_length=3)
+    amount = StrictIntegerField(help_text="In the currency's minor unit (2000 for $20.00, 500 for ¥500).")
+    currency = serializers.CharField(max_length=3, help_text="Any currency Stripe charges in (ISO code).")
     description = serializers.CharField(max_length=1000, required=False, allow_blank=True, default="")
     metadata = MetadataField(required=False, default=dict)
+    capture_method = serializers.ChoiceField(
+        choices=Payment.CaptureMethod.choices,
+        required=False,
+        default=Payment.CaptureMethod.AUTOMATIC,
+        help_text="`manual`: the card is only authorized; capture it with `capture/` (or void it with `cancel/`).",
+    )
+    order_reference = serializers.CharField(
+        max_length=255, required=False, allow_blank=True, default="", help_text="Your own order id."
+    )
+    customer_email = serializers.EmailField(
+        max_length=254, required=False, allow_blank=True, default="", help_text="Stripe emails the receipt there."
+    )
+    customer_name = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
 
     def validate_currency(self, value: str) -> str:
         if value.lower() not in CURRENCIES:
-            raise ValidationError(f"Unsupported currency. Supported: {', '.join(sorted(CURRENCIES))}.")
+            raise ValidationError(
+                "Unsupported currency: use the lowercase ISO code of a currency Stripe charges in (e.g. usd, eur, jpy)."
+            )
         return value.lower()
 
+    def validate_order_reference(self, value: str) -> str:
+        if not value.isprintable():
+            raise ValidationError("Only printable characters are allowed.")
+        return value
+
     def validate(self, data):
-        currency = CURRENCIES[data["currency"]]
-        if data["amount"] < currency.minimum:
-            raise ValidationError(
-                {"amount": [f"At least {currency.minimum} ({currency.format(currency.minimum)}) for {currency.code}."]}
-            )
-        if data["amount"] > MAXIMUM_AMOUNT:
-            raise ValidationError({"amount": [f"At most {MAXIMUM_AMOUNT}."]})
+        problem = CURRENCIES[data["currency"]].amount_problem(data["amount"])
+        if problem:
+            raise ValidationError({"amount": [problem]})
         return data
 
 
@@ -140,7 +175,10 @@ class PaymentListCreateView(generics.ListAPIView):
     serializer_class = PaymentSerializer
 
     @extend_schema(
-        parameters=[OpenApiParameter("status", OpenApiTypes.STR, enum=Payment.Status.values)],
+        parameters=[
+            OpenApiParameter("status", OpenApiTypes.STR, enum=Payment.Status.values),
+            OpenApiParameter("order_reference", OpenApiTypes.STR, description="Your order id, exactly."),
+        ],
     )
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
@@ -152,6 +190,9 @@ class PaymentListCreateView(generics.ListAPIView):
             if wanted not in Payment.Status.values:
                 raise ValidationError({"status": [f"One of: {', '.join(Payment.Status.values)}."]})
             payments = payments.filter(status=wanted)
+        order_reference = self.request.query_params.get("order_reference")
+        if order_reference is not None:
+            payments = payments.filter(order_reference=order_reference)
         return payments
 
     @extend_schema(
@@ -185,7 +226,49 @@ class PaymentCancelView(APIView):
     @extend_schema(
         request=None,
         responses={200: PaymentSerializer, 409: inline_serializer("Conflict", {"detail": serializers.CharField()})},
+        description="Cancel a payment not yet paid; for an authorized one (`requires_capture`) a void: the "
+        "authorization is released, nothing is captured or refunded. 409 once captured.",
     )
     def post(self, request, payment_id):
         payment = services.payment_cancel(payment=own_payment(request, payment_id))
         return Response(PaymentSerializer(payment).data)
+
+
+class PaymentCaptureInputSerializer(serializers.Serializer):
+    amount = StrictIntegerField(
+        required=False,
+        help_text="In minor units, at most `amount_capturable`; all of it when omitted. Stripe releases the rest.",
+    )
+
+
+class PaymentCaptureView(APIView):
+    @extend_schema(
+        request=PaymentCaptureInputSerializer,
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses={
+            200: PaymentSerializer,
+            400: OpenApiResponse(description="Bad input, or an amount above what is capturable (`amount_capturable`)."),
+            404: OpenApiResponse(description="No such payment of yours."),
+            409: OpenApiResponse(
+                description="Not authorized (code `not_capturable`: captured, voided, expired, or another capture "
+                "under way), Stripe refused (`capture_refused`), or this key's capture is still running."
+            ),
+        },
+        description=(
+            "Capture an authorized payment (`requires_capture`, made with `capture_method: manual`): all of it, or "
+            "`amount` of it; what is not captured is released to the shopper, never refunded. The answer's "
+            "`amount_received` is what was captured. The same key replays the answer (`Idempotent-Replayed: true`)."
+        ),
+    )
+    def post(self, request, payment_id):
+        payment = own_payment(request, payment_id)
+        key = idempotency_key_from(request)
+        data = PaymentCaptureInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        payment, replayed = services.payment_capture(
+            payment=payment, amount=data.validated_data.get("amount"), idempotency_key=key
+        )
+        response = Response(PaymentSerializer(payment).data)
+        if replayed:
+            response["Idempotent-Replayed"] = "true"
+        return response
