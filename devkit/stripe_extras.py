@@ -22,8 +22,10 @@ refunded) and ``payment_method_details.card`` (brand, last 4, expiry, and for a
 manual capture ``capture_before``, 7 days after the authorization). The webhooks
 localstripe sends are filled the same way (``fill_events``).
 
-A partial capture: localstripe captures the whole charge and refunds the rest, and
-lists that refund. Stripe (API 2025-03-31 and later) releases the uncaptured rest
+A capture of a PaymentIntent that is not ``requires_capture`` (voided, already
+captured) is refused as at Stripe (400 ``payment_intent_unexpected_state``):
+localstripe captures a voided one. A partial capture: localstripe captures the
+whole charge and refunds the rest, and lists that refund. Stripe (API 2025-03-31 and later) releases the uncaptured rest
 without any refund: so the layer removes that refund from localstripe's store, with
 its balance transaction, and sets the charge's balance transaction to the amount
 captured. Refund lists, the charge's ``amount_refunded`` and the balance history
@@ -277,7 +279,12 @@ def make_extras_middleware(extras: Extras) -> Middleware:
             # localstripe refuses an update with no parameters; at Stripe it is fine.
             answer = _payment_intent_export(update["id"])
         else:
-            refunds_before = _charge_refund_ids(capture["id"]) if capture is not None else set()
+            refunds_before = set()
+            if capture is not None:
+                refusal = _capture_refusal(capture["id"])
+                if refusal is not None:
+                    return stripe_error(400, refusal)
+                refunds_before = _charge_refund_ids(capture["id"])
             response = await handler(request)
             answer = _json_answer(response)
             if answer is None or not 200 <= response.status < 300:
@@ -312,6 +319,20 @@ def _replace_body(request: web.Request, body: bytes) -> None:
     # request cannot be cloned with another body once it has been read.
     request._read_bytes = body
     request._post = None
+
+
+def _capture_refusal(payment_intent_id: str) -> dict[str, str] | None:
+    """Stripe's error for capturing a PaymentIntent not `requires_capture` (localstripe captures a voided one)."""
+    from localstripe.resources import store
+
+    intent = store.get(f"payment_intent:{payment_intent_id}")
+    if intent is None or intent.status == "requires_capture":
+        return None
+    return {
+        "type": "invalid_request_error",
+        "code": "payment_intent_unexpected_state",
+        "message": f"This PaymentIntent could not be captured because it has a status of {intent.status}.",
+    }
 
 
 def _charge_refund_ids(payment_intent_id: str) -> set[str]:

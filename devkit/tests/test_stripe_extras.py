@@ -192,6 +192,21 @@ def test_a_full_capture_and_a_void_leave_no_refund_either(fs, client):
     assert fs.list("refunds") == []
 
 
+def test_only_an_authorized_payment_intent_can_be_captured(fs, client):
+    """Voided, or captured already: 400 payment_intent_unexpected_state, as at Stripe, and nothing changes."""
+    voided = paid_pi(client, "cap-1", capture_method="manual")
+    client.v1.payment_intents.cancel(voided.id, options={"idempotency_key": "cap-1-cancel"})
+    captured = paid_pi(client, "cap-2", capture_method="manual")
+    client.v1.payment_intents.capture(captured.id, options={"idempotency_key": "cap-2-capture"})
+
+    for intent, key in ((voided, "cap-1-capture"), (captured, "cap-2-again")):
+        with pytest.raises(stripe.InvalidRequestError) as excinfo:
+            client.v1.payment_intents.capture(intent.id, options={"idempotency_key": key})
+        assert (excinfo.value.http_status, excinfo.value.code) == (400, "payment_intent_unexpected_state")
+    after = client.v1.payment_intents.retrieve(voided.id)
+    assert (after.status, after.amount_received, after.latest_charge.captured) == ("canceled", 0, False)
+
+
 def test_charges_say_what_the_card_is_and_until_when_it_may_be_captured(fs, client):
     """payment_method_details.card: brand and last 4 always; capture_before, 7 days on, for a manual capture."""
     manual = paid_pi(client, "card-1", capture_method="manual").latest_charge
