@@ -315,16 +315,18 @@ class Payment(models.Model):
 
         A refund Stripe made proves that its money was captured: when it is known
         before the capture's own news, the payment has received its whole amount
-        (automatic capture) or at least what was refunded (manual), until that news
-        says exactly. Refunds adding up to more than was received do not fit the
-        books: `refunded_amount` stops at `amount_received` and `books_mismatch`
-        says so, so the database's constraints hold and staff see it.
+        (automatic capture) or at least what was refunded (manual), and asked for
+        at least that much (its amount is not settled yet), until that news says
+        exactly. Refunds adding up to more than was received do not fit the books:
+        `refunded_amount` stops at `amount_received` and `books_mismatch` says so,
+        so the database's constraints hold and staff see it.
         """
         if refunded_amount > self.amount_received and self.status not in self.PAID | {self.Status.CANCELED}:
+            self.amount = max(self.amount, refunded_amount)
             if self.capture_method == self.CaptureMethod.AUTOMATIC:
                 self.amount_received = self.amount
             else:
-                self.amount_received = min(max(self.amount_received, refunded_amount), self.amount)
+                self.amount_received = refunded_amount
         if refunded_amount > self.amount_received:
             self._record_mismatch(
                 "refunds above received",

@@ -337,7 +337,9 @@ def payment_sync_refunded_amount(*, payment: Payment) -> None:
     """
     total = payment.refunds.filter(status=Refund.Status.SUCCEEDED).aggregate(total=Sum("amount"))["total"] or 0
     payment.set_refunded_amount(total)
-    payment.save(update_fields=["refunded_amount", "amount_received", "status", "books_mismatch", "updated_at"])
+    payment.save(
+        update_fields=["refunded_amount", "amount", "amount_received", "status", "books_mismatch", "updated_at"]
+    )
 
 
 def refund_record_stripe_refund(
@@ -373,6 +375,9 @@ def refund_record_stripe_refund(
             refund = Refund.objects.select_for_update().get(pk=refund.pk)
         else:
             intent_id = stripe_gateway.id_of(stripe_refund.get("payment_intent"))
+            if not intent_id:
+                # (Filtering on None would match the payments whose PaymentIntent is not made yet.)
+                return None
             payment = Payment.objects.select_for_update().filter(stripe_payment_intent_id=intent_id).first()
             if payment is None:
                 return None
