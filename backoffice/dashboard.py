@@ -25,6 +25,9 @@ from webhooks.models import WebhookEvent
 DASHBOARD_DAYS = 30
 # A refund Stripe has not settled after this long needs someone to look at it.
 STUCK_AFTER = timedelta(hours=1)
+# An authorization expiring this soon must be captured (or voided) now.
+EXPIRING_WITHIN = timedelta(hours=24)
+EXPIRING_LISTED = 20
 OUTCOMES = Payment.PAID | {Payment.Status.FAILED, Payment.Status.CANCELED}
 
 
@@ -53,6 +56,10 @@ class DashboardFigures:
     failed_webhooks: int
     stuck_refunds: int
     open_disputes: int
+    # Authorized payments whose capture_before is within EXPIRING_WITHIN, soonest first (at most EXPIRING_LISTED).
+    expiring: list[Payment]
+    expiring_count: int
+    books_mismatches: int
 
     @property
     def success_rate(self) -> float | None:
@@ -84,6 +91,7 @@ def dashboard_figures(*, now: datetime, currency: str | None = None) -> Dashboar
         .annotate(count=Count("pk"), total=Sum("amount"), refunded=Count("pk", filter=Q(refunded_amount__gt=0)))
         .order_by()
     )
+    expiring = expiring_authorizations(now=now)
     paid_per_currency: dict[str, int] = {}
     per_day: dict[tuple[date, str], list[int]] = {}
     paid = with_outcome = refunded = 0
@@ -113,7 +121,15 @@ def dashboard_figures(*, now: datetime, currency: str | None = None) -> Dashboar
         failed_webhooks=WebhookEvent.objects.filter(outcome=WebhookEvent.Outcome.FAILED).count(),
         stuck_refunds=Refund.objects.filter(status=Refund.Status.PENDING, created_at__lt=now - STUCK_AFTER).count(),
         open_disputes=Dispute.objects.filter(status__in=Dispute.OPEN_STATUSES).count(),
+        expiring=list(expiring.select_related("user").order_by("capture_before")[:EXPIRING_LISTED]),
+        expiring_count=expiring.count(),
+        books_mismatches=Payment.objects.exclude(books_mismatch="").count(),
     )
+
+
+def expiring_authorizations(*, now: datetime):
+    """Authorized payments to capture before `now` + EXPIRING_WITHIN (a partial index on capture_before)."""
+    return Payment.objects.filter(status=Payment.Status.REQUIRES_CAPTURE, capture_before__lt=now + EXPIRING_WITHIN)
 
 
 def chart_bars(days: list[date], per_day: dict[date, list[int]], currency: str) -> list[Bar]:
@@ -211,5 +227,15 @@ class DashboardView(View):
             "failed_webhooks_url": admin_list_url(WebhookEvent, {"outcome__exact": WebhookEvent.Outcome.FAILED}),
             "stuck_refunds_url": admin_list_url(Refund, {"stuck": "yes"}),
             "open_disputes_url": admin_list_url(Dispute, {"open": "yes"}),
+            "expiring_url": admin_list_url(Payment, {"capture": "expiring"}),
+            "mismatches_url": admin_list_url(Payment, {"capture": "mismatch"}),
+            "expiring": [
+                {
+                    "payment": payment,
+                    "url": reverse("admin:payments_payment_change", args=[payment.pk]),
+                    "capturable": format_amount(payment.amount_capturable, payment.currency),
+                }
+                for payment in figures.expiring
+            ],
         }
         return TemplateResponse(request, "admin/payments/dashboard.html", context)
