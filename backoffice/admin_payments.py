@@ -10,19 +10,23 @@ are view-only, and refunds go through refunds.services like the API's.
 
 from django.contrib import admin
 from django.contrib.auth import get_user_model
+from django.db.models import F
 from django.urls import path
+from django.utils import timezone
 from django.utils.html import format_html
 
-from backoffice.dashboard import DashboardView
+from backoffice.capture_form import CAPTURE_PERMISSION, CaptureView, VoidView
+from backoffice.dashboard import EXPIRING_WITHIN, DashboardView
 from backoffice.export import PaymentExportView
 from backoffice.refund_form import RefundView
 from core.admin_helpers import EstimatedCountPaginator, ViewOnly, admin_link, search_by_identifiers
-from payments.currencies import format_amount
+from payments.currencies import CURRENCIES, format_amount
 from payments.models import Dispute, Payment
 from refunds.models import Refund
 from webhooks.models import WebhookEvent
 
 STATUS_COLOURS = {
+    Payment.Status.REQUIRES_CAPTURE: "#0969da",
     Payment.Status.SUCCEEDED: "#1a7f37",
     Payment.Status.PARTIALLY_REFUNDED: "#9a6700",
     Payment.Status.REFUNDED: "#6e7781",
@@ -116,6 +120,44 @@ def refund_origin(refund: Refund) -> str:
     return refund.created_by.get_username() if refund.created_by_id else "Stripe"
 
 
+class CurrencyFilter(admin.SimpleListFilter):
+    """The currencies of Stripe's table (a payment adopted in another shows under none): no scan of the table."""
+
+    title = "currency"
+    parameter_name = "currency__exact"
+
+    def lookups(self, request, model_admin):
+        return [(code, code.upper()) for code in CURRENCIES]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(currency=self.value().lower()) if self.value() else queryset
+
+
+class CaptureStateFilter(admin.SimpleListFilter):
+    title = "capture state"
+    parameter_name = "capture"
+
+    def lookups(self, request, model_admin):
+        return (
+            ("authorized", "Authorized, awaiting capture"),
+            ("expiring", f"Authorization expiring within {int(EXPIRING_WITHIN.total_seconds() // 3600)} h"),
+            ("partial", "Captured in part"),
+            ("mismatch", "Stripe's amounts do not fit"),
+        )
+
+    def queryset(self, request, queryset):
+        authorized = queryset.filter(status=Payment.Status.REQUIRES_CAPTURE)
+        if self.value() == "authorized":
+            return authorized
+        if self.value() == "expiring":
+            return authorized.filter(capture_before__lt=timezone.now() + EXPIRING_WITHIN)
+        if self.value() == "partial":
+            return queryset.filter(status__in=Payment.PAID, amount_received__lt=F("amount"))
+        if self.value() == "mismatch":
+            return queryset.exclude(books_mismatch="")
+        return queryset
+
+
 @admin.register(Payment)
 class PaymentAdmin(ViewOnly, admin.ModelAdmin):
     list_display = (
@@ -126,15 +168,24 @@ class PaymentAdmin(ViewOnly, admin.ModelAdmin):
         "status_display",
         "created",
     )
-    list_filter = ("status", "currency", "created_at")
+    list_filter = ("status", CaptureStateFilter, "capture_method", CurrencyFilter, "created_at")
     # Counting every filter choice would scan the whole table on each page.
     show_facets = admin.ShowFacets.NEVER
     list_select_related = ("user",)
     # Sorting on anything but the indexed created_at would sort the whole table.
     sortable_by = ("created",)
-    search_fields = ("=id", "=stripe_payment_intent_id", "=user__email", "=idempotency_key")
+    search_fields = (
+        "=id",
+        "=stripe_payment_intent_id",
+        "=user__email",
+        "=idempotency_key",
+        "=order_reference",
+        "=customer_email",
+        "=card_last4",
+    )
     search_help_text = (
-        "Exact match: our payment id, the PaymentIntent id (pi_…), the customer's email or the idempotency key."
+        "Exact match: our payment id, the PaymentIntent id (pi_…), the order reference, the shopper's or the "
+        "API account's email, the card's last 4 digits, or the idempotency key."
     )
     show_full_result_count = False
     paginator = EstimatedCountPaginator
@@ -147,14 +198,17 @@ class PaymentAdmin(ViewOnly, admin.ModelAdmin):
                 "fields": (
                     "id",
                     "stripe_payment_intent_id",
-                    "customer",
                     "status_display",
                     "amount_display",
+                    "received_display",
                     "refunded_display",
                     "currency",
+                    "books_mismatch",
                 )
             },
         ),
+        ("Shopper", {"fields": ("order_reference", "customer_email", "customer_name", "card", "customer")}),
+        ("Capture", {"fields": ("capture_method", "capturable_display", "capture_before")}),
         ("Request", {"fields": ("idempotency_key", "description", "metadata")}),
         ("Last failure", {"fields": ("failure_code", "failure_message")}),
         ("Times", {"fields": ("created_at", "updated_at", "stripe_state_at")}),
@@ -165,8 +219,17 @@ class PaymentAdmin(ViewOnly, admin.ModelAdmin):
         "customer",
         "status_display",
         "amount_display",
+        "received_display",
         "refunded_display",
         "currency",
+        "books_mismatch",
+        "order_reference",
+        "customer_email",
+        "customer_name",
+        "card",
+        "capture_method",
+        "capturable_display",
+        "capture_before",
         "idempotency_key",
         "description",
         "metadata",
@@ -181,11 +244,17 @@ class PaymentAdmin(ViewOnly, admin.ModelAdmin):
         return super().get_queryset(request).select_related("user")
 
     def get_search_results(self, request, queryset, search_term):
+        text_fields = ["stripe_payment_intent_id", "idempotency_key", "order_reference"]
+        term = search_term.strip()
+        if "@" in term:
+            text_fields.append("customer_email__iexact")
+        if len(term) == 4 and term.isdigit():
+            text_fields.append("card_last4")
         queryset = search_by_identifiers(
             queryset,
             search_term,
             uuid_fields=("pk",),
-            text_fields=("stripe_payment_intent_id", "idempotency_key"),
+            text_fields=text_fields,
             related={"user_id": users_by_email},
         )
         return queryset, False
@@ -200,16 +269,26 @@ class PaymentAdmin(ViewOnly, admin.ModelAdmin):
                 wrap(RefundView.as_view(model_admin=self)),
                 name="payments_payment_refund",
             ),
+            path(
+                "<uuid:object_id>/capture/",
+                wrap(CaptureView.as_view(model_admin=self)),
+                name="payments_payment_capture",
+            ),
+            path("<uuid:object_id>/void/", wrap(VoidView.as_view(model_admin=self)), name="payments_payment_void"),
             *super().get_urls(),
         ]
 
     def can_refund(self, request, payment: Payment) -> bool:
         return request.user.has_perm("refunds.add_refund") and self.has_view_permission(request, payment)
 
+    def can_capture(self, request, payment: Payment) -> bool:
+        return request.user.has_perm(CAPTURE_PERMISSION) and self.has_view_permission(request, payment)
+
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         context["show_refund_button"] = (
             obj is not None and obj.status in Payment.REFUNDABLE and self.can_refund(request, obj)
         )
+        context["show_capture_buttons"] = obj is not None and obj.is_authorized and self.can_capture(request, obj)
         return super().render_change_form(request, context, add, change, form_url, obj)
 
     @admin.display(description="Payment")
@@ -227,11 +306,29 @@ class PaymentAdmin(ViewOnly, admin.ModelAdmin):
 
     @admin.display(description="Customer")
     def customer(self, obj):
+        """The shopper's email; else the API account that made the payment."""
+        if obj.customer_email:
+            return obj.customer_email
         return obj.user.email or obj.user.get_username() if obj.user_id else "—"
 
     @admin.display(description="Amount")
     def amount_display(self, obj):
         return obj.display_amount
+
+    @admin.display(description="Received (captured)")
+    def received_display(self, obj):
+        received = format_amount(obj.amount_received, obj.currency)
+        if obj.uncaptured_amount:
+            return f"{received} ({format_amount(obj.uncaptured_amount, obj.currency)} released uncaptured)"
+        return received
+
+    @admin.display(description="Capturable")
+    def capturable_display(self, obj):
+        return format_amount(obj.amount_capturable, obj.currency) if obj.is_authorized else "—"
+
+    @admin.display(description="Card")
+    def card(self, obj):
+        return f"{obj.card_brand or 'card'} •••• {obj.card_last4}" if obj.card_last4 else "—"
 
     @admin.display(description="Refunded")
     def refunded_display(self, obj):

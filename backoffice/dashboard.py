@@ -27,6 +27,9 @@ from webhooks.queue import QueueFigures, queue_figures
 DASHBOARD_DAYS = 30
 # A refund Stripe has not settled after this long needs someone to look at it.
 STUCK_AFTER = timedelta(hours=1)
+# An authorization expiring this soon must be captured (or voided) now.
+EXPIRING_WITHIN = timedelta(hours=24)
+EXPIRING_LISTED = 20
 OUTCOMES = Payment.PAID | {Payment.Status.FAILED, Payment.Status.CANCELED}
 
 
@@ -58,6 +61,10 @@ class DashboardFigures:
     # Stripe's events stored but not applied yet, and the background job queue.
     pending_webhooks: int
     jobs: QueueFigures
+    # Authorized payments whose capture_before is within EXPIRING_WITHIN, soonest first (at most EXPIRING_LISTED).
+    expiring: list[Payment]
+    expiring_count: int
+    books_mismatches: int
 
     @property
     def success_rate(self) -> float | None:
@@ -89,6 +96,7 @@ def dashboard_figures(*, now: datetime, currency: str | None = None) -> Dashboar
         .annotate(count=Count("pk"), total=Sum("amount"), refunded=Count("pk", filter=Q(refunded_amount__gt=0)))
         .order_by()
     )
+    expiring = expiring_authorizations(now=now)
     paid_per_currency: dict[str, int] = {}
     per_day: dict[tuple[date, str], list[int]] = {}
     paid = with_outcome = refunded = 0
@@ -120,7 +128,15 @@ def dashboard_figures(*, now: datetime, currency: str | None = None) -> Dashboar
         open_disputes=Dispute.objects.filter(status__in=Dispute.OPEN_STATUSES).count(),
         pending_webhooks=WebhookEvent.objects.filter(outcome=WebhookEvent.Outcome.PENDING).count(),
         jobs=queue_figures(),
+        expiring=list(expiring.select_related("user").order_by("capture_before")[:EXPIRING_LISTED]),
+        expiring_count=expiring.count(),
+        books_mismatches=Payment.objects.exclude(books_mismatch="").count(),
     )
+
+
+def expiring_authorizations(*, now: datetime):
+    """Authorized payments to capture before `now` + EXPIRING_WITHIN (a partial index on capture_before)."""
+    return Payment.objects.filter(status=Payment.Status.REQUIRES_CAPTURE, capture_before__lt=now + EXPIRING_WITHIN)
 
 
 def chart_bars(days: list[date], per_day: dict[date, list[int]], currency: str) -> list[Bar]:
@@ -231,5 +247,15 @@ class DashboardView(View):
             "oldest_pending_job": waited(figures.jobs.oldest_pending_seconds),
             "stuck_refunds_url": admin_list_url(Refund, {"stuck": "yes"}),
             "open_disputes_url": admin_list_url(Dispute, {"open": "yes"}),
+            "expiring_url": admin_list_url(Payment, {"capture": "expiring"}),
+            "mismatches_url": admin_list_url(Payment, {"capture": "mismatch"}),
+            "expiring": [
+                {
+                    "payment": payment,
+                    "url": reverse("admin:payments_payment_change", args=[payment.pk]),
+                    "capturable": format_amount(payment.amount_capturable, payment.currency),
+                }
+                for payment in figures.expiring
+            ],
         }
         return TemplateResponse(request, "admin/payments/dashboard.html", context)

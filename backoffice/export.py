@@ -27,6 +27,13 @@ EXPORT_COLUMNS = (
     ("refunded_amount", "refunded_amount"),
     ("idempotency_key", "idempotency_key"),
     ("description", "description"),
+    # Added after the columns above, so readers of the earlier columns by position still work.
+    ("amount_received", "amount_received"),
+    ("capture_method", "capture_method"),
+    ("order_reference", "order_reference"),
+    ("shopper_email", "customer_email"),
+    ("shopper_name", "customer_name"),
+    ("card_last4", "card_last4"),
 )
 
 

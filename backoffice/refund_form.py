@@ -16,7 +16,7 @@ from django.views import View
 
 from core.exceptions import DomainError
 from core.stripe_gateway import StripeError
-from payments.currencies import CURRENCIES, Currency, format_amount
+from payments.currencies import Currency, format_amount, get_currency
 from payments.models import Payment
 from refunds import services as refund_services
 from refunds.models import Refund
@@ -97,7 +97,7 @@ class RefundView(View):
         self.payment = get_object_or_404(Payment.objects.select_related("user"), pk=object_id)
         if not self.model_admin.can_refund(request, self.payment):
             raise PermissionDenied
-        self.currency = CURRENCIES[self.payment.currency]
+        self.currency = get_currency(self.payment.currency)
         self.refundable = max(refund_services.payment_refundable_amount(payment=self.payment), 0)
         return super().dispatch(request, object_id)
 

@@ -59,3 +59,28 @@ class RefundRefused(DomainError):
 
     http_status = 409
     code = "refund_refused"
+
+
+class NotCapturable(DomainError):
+    """
+    Only an authorized payment (`requires_capture`) can be captured: this one was
+    captured, voided or expired, or another capture of it is under way
+    (`extra["status"]` says what it is).
+    """
+
+    http_status = 409
+    code = "not_capturable"
+
+
+class CaptureAmountInvalid(DomainError):
+    """The amount to capture is not positive, above `extra["amount_capturable"]`, or not in the currency's steps."""
+
+    http_status = 400
+    code = "capture_amount_invalid"
+
+
+class CaptureRefused(DomainError):
+    """Stripe definitely refused the capture while the payment is still authorized."""
+
+    http_status = 409
+    code = "capture_refused"

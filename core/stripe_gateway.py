@@ -79,6 +79,10 @@ class StripeRefused(StripeError):
         self.stripe_object = stripe_object
 
 
+# The API version every call is made in (the SDK's own): the shape of what Stripe answers.
+API_VERSION: str = stripe.api_version
+
+
 @functools.lru_cache(maxsize=8)
 def _client(api_key: str, api_base: str, timeout: float) -> stripe.StripeClient:
     return stripe.StripeClient(
@@ -150,8 +154,12 @@ def _translated_errors() -> Iterator[None]:
 # --- PaymentIntents ---------------------------------------------------------
 #
 # Each function below answers the Stripe object as a plain dict (its JSON: for a
-# PaymentIntent `id`, `status`, `amount`, `amount_received`, `latest_charge`...),
-# amounts in the currency's minor unit. Each write takes an `idempotency_key`
+# PaymentIntent `id`, `status`, `amount`, `amount_received`, `amount_capturable`,
+# `capture_method`, `latest_charge`...), amounts in the currency's minor unit. Those
+# that answer a PaymentIntent which may have a charge expand its `latest_charge`
+# (the charge object instead of its id): the charge says what the card is
+# (`payment_method_details.card.brand`, `.last4`) and until when an authorization
+# may be captured (`.capture_before`). Each write takes an `idempotency_key`
 # (ValueError without one): resending the call with the same key is always safe,
 # Stripe answers its first result instead of doing the work twice. Each call
 # raises StripeUnavailable or StripeServerError when the outcome is unknown
@@ -166,21 +174,26 @@ def payment_intent_create(
     idempotency_key: str,
     description: str = "",
     receipt_email: str = "",
+    capture_method: str = "automatic",
     **extra: Any,
 ) -> dict:
     """
     Create a PaymentIntent of `amount` (minor units) in `currency` (lowercase ISO
-    code) with `metadata`; `description` and `receipt_email` are sent when not
-    empty, `extra` (e.g. `capture_method`, `payment_method`, `confirm`) as given.
-    Answers the PaymentIntent. A write: `idempotency_key` required. Raises
-    StripeUnavailable / StripeServerError (unknown outcome) or StripeRefused (bad
-    parameters; a declined card on `confirm=True`, the PaymentIntent then in
-    `stripe_object`).
+    code) with `metadata`; `description` and `receipt_email` (Stripe emails the
+    shopper a receipt there) are sent when not empty, `capture_method` when
+    `manual` (authorize now, capture later: `payment_intent_capture`), `extra`
+    (e.g. `payment_method`, `confirm`) as given. Answers the PaymentIntent. A
+    write: `idempotency_key` required. Raises StripeUnavailable /
+    StripeServerError (unknown outcome) or StripeRefused (bad parameters, an
+    amount below Stripe's minimum; a declined card on `confirm=True`, the
+    PaymentIntent then in `stripe_object`).
     """
     if description:
         extra["description"] = description
     if receipt_email:
         extra["receipt_email"] = receipt_email
+    if capture_method == "manual":
+        extra["capture_method"] = "manual"
     return _call(
         get_client().v1.payment_intents.create,
         idempotency_key=idempotency_key,
@@ -203,33 +216,70 @@ def payment_intent_update(payment_intent_id: str, *, idempotency_key: str, **par
     )
 
 
+LATEST_CHARGE = ["latest_charge"]
+
+
 def payment_intent_confirm(payment_intent_id: str, *, idempotency_key: str) -> dict:
     """
     Confirm a PaymentIntent with the payment method it already has; answers it
-    (`succeeded`, `requires_action`, `requires_capture`, `processing`). A write:
-    `idempotency_key` required. Raises StripeUnavailable / StripeServerError, or
-    StripeRefused (a declined card: code `card_declined` and its `decline_code`).
+    (`succeeded`, `requires_action`, `requires_capture`, `processing`), its
+    `latest_charge` expanded. A write: `idempotency_key` required. Raises
+    StripeUnavailable / StripeServerError, or StripeRefused (a declined card: code
+    `card_declined` and its `decline_code`).
     """
     return _call(
-        get_client().v1.payment_intents.confirm, payment_intent_id, idempotency_key=idempotency_key, write=True
+        get_client().v1.payment_intents.confirm,
+        payment_intent_id,
+        idempotency_key=idempotency_key,
+        write=True,
+        expand=LATEST_CHARGE,
+    )
+
+
+def payment_intent_capture(payment_intent_id: str, *, idempotency_key: str, amount_to_capture: int | None) -> dict:
+    """
+    Capture an authorized PaymentIntent (`requires_capture`): `amount_to_capture`
+    minor units, at most its `amount_capturable`, or all of it when None; Stripe
+    releases the rest. Answers it (`succeeded`, `amount_received` = what was
+    captured), its `latest_charge` expanded. A write: `idempotency_key` required.
+    Raises StripeUnavailable / StripeServerError (unknown outcome: resend with the
+    same key), or StripeRefused (not capturable: already captured, canceled,
+    expired; an amount above what is capturable).
+    """
+    params: dict[str, Any] = {"expand": LATEST_CHARGE}
+    if amount_to_capture is not None:
+        params["amount_to_capture"] = amount_to_capture
+    return _call(
+        get_client().v1.payment_intents.capture,
+        payment_intent_id,
+        idempotency_key=idempotency_key,
+        write=True,
+        **params,
     )
 
 
 def payment_intent_cancel(payment_intent_id: str, *, idempotency_key: str) -> dict:
     """
-    Cancel a PaymentIntent not yet paid (a void when only authorized); answers it.
-    A write: `idempotency_key` required. Raises StripeUnavailable /
+    Cancel a PaymentIntent not yet paid (a void when only authorized: nothing is
+    captured, nothing refunded); answers it, its `latest_charge` expanded. A
+    write: `idempotency_key` required. Raises StripeUnavailable /
     StripeServerError, or StripeRefused (already paid or canceled).
     """
-    return _call(get_client().v1.payment_intents.cancel, payment_intent_id, idempotency_key=idempotency_key, write=True)
+    return _call(
+        get_client().v1.payment_intents.cancel,
+        payment_intent_id,
+        idempotency_key=idempotency_key,
+        write=True,
+        expand=LATEST_CHARGE,
+    )
 
 
 def payment_intent_retrieve(payment_intent_id: str) -> dict:
     """
-    The PaymentIntent as Stripe holds it now. Raises StripeUnavailable /
-    StripeServerError, or StripeRefused (an unknown id: 404).
+    The PaymentIntent as Stripe holds it now, its `latest_charge` expanded. Raises
+    StripeUnavailable / StripeServerError, or StripeRefused (an unknown id: 404).
     """
-    return _call(get_client().v1.payment_intents.retrieve, payment_intent_id, write=False)
+    return _call(get_client().v1.payment_intents.retrieve, payment_intent_id, write=False, expand=LATEST_CHARGE)
 
 
 # --- Refunds ----------------------------------------------------------------

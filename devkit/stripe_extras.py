@@ -16,8 +16,20 @@ retrieve, update, confirm, cancel, capture, lists, events):
 An empty value unsets the field, as at Stripe. Every PaymentIntent answer also gets
 the fields localstripe leaves out: ``amount_received`` (the amount captured) and
 ``amount_capturable`` (what an authorized, uncaptured charge holds), and every
-PaymentIntent and refund gets Stripe's ``null`` for a field above never set. The
-webhooks localstripe sends are filled the same way (``fill_events``).
+PaymentIntent and refund gets Stripe's ``null`` for a field above never set. Every
+charge gets ``amount_captured``, Stripe's ``refunded`` (all that was captured is
+refunded) and ``payment_method_details.card`` (brand, last 4, expiry, and for a
+manual capture ``capture_before``, 7 days after the authorization). The webhooks
+localstripe sends are filled the same way (``fill_events``).
+
+A capture of a PaymentIntent that is not ``requires_capture`` (voided, already
+captured) is refused as at Stripe (400 ``payment_intent_unexpected_state``):
+localstripe captures a voided one. A partial capture: localstripe captures the
+whole charge and refunds the rest, and lists that refund. Stripe (API 2025-03-31 and later) releases the uncaptured rest
+without any refund: so the layer removes that refund from localstripe's store, with
+its balance transaction, and sets the charge's balance transaction to the amount
+captured. Refund lists, the charge's ``amount_refunded`` and the balance history
+then read as at Stripe.
 
 Memory only: ``DELETE /_config/data`` forgets everything. The layer sits inside
 localstripe's own middlewares (after its authentication, inside its error handling)
@@ -55,6 +67,8 @@ PAYMENT_INTENT_CREATE = re.compile(r"^/v1/payment_intents$")
 PAYMENT_INTENT_UPDATE = re.compile(r"^/v1/payment_intents/(?P<id>pi_\w+)$")
 PAYMENT_INTENT_CAPTURE = re.compile(r"^/v1/payment_intents/(?P<id>pi_\w+)/capture$")
 REFUND_CREATE = re.compile(r"^/v1/refunds$")
+# How long a card authorization may wait for its capture at Stripe (most cards).
+AUTHORIZATION_DAYS = 7
 
 
 # --- What the layer remembers (plain Python, no aiohttp) ---------------------------
@@ -89,7 +103,22 @@ class Extras:
                 self._fill_payment_intent(answer)
             elif kind == "refund":
                 self._fill_object(answer, ("reason",))
+            elif kind == "charge":
+                self._fill_charge(answer)
         return answer
+
+    def _fill_charge(self, charge: dict[str, Any]) -> None:
+        intent_id = charge.get("payment_intent")
+        if isinstance(intent_id, dict):
+            intent_id = intent_id.get("id")
+        if "amount_captured" not in charge:
+            captured = charge.get("captured") and charge.get("status") == "succeeded"
+            charge["amount_captured"] = self.captured.get(intent_id, charge.get("amount", 0)) if captured else 0
+        # Stripe's `refunded`: all that was captured has been refunded (localstripe compares with the amount).
+        refunded_amount = charge.get("amount_refunded") or 0
+        charge["refunded"] = bool(charge["amount_captured"]) and refunded_amount >= charge["amount_captured"]
+        if "payment_method_details" not in charge:
+            charge["payment_method_details"] = _payment_method_details(charge, intent_id)
 
     def _fill_object(self, obj: dict[str, Any], always: tuple[str, ...]) -> None:
         for name in always:
@@ -113,6 +142,33 @@ class Extras:
             return charge.get("amount", 0) if charge.get("captured") and charge.get("status") == "succeeded" else 0
         # No embedded charge to read: only a succeeded intent has received anything.
         return intent.get("amount", 0) if intent.get("status") == "succeeded" else 0
+
+
+def _payment_method_details(charge: dict[str, Any], intent_id: str | None) -> dict[str, Any] | None:
+    """Stripe's `payment_method_details` of a card charge, from localstripe's PaymentMethod and PaymentIntent."""
+    try:
+        from localstripe.resources import store
+    except ImportError:  # the layer's logic without localstripe (unit tests)
+        return None
+    method = store.get(f"payment_method:{charge.get('payment_method')}")
+    card = getattr(method, "card", None)
+    if not isinstance(card, dict):
+        return None
+    details = {
+        "brand": card.get("brand"),
+        "last4": card.get("last4"),
+        "exp_month": card.get("exp_month"),
+        "exp_year": card.get("exp_year"),
+        "funding": card.get("funding"),
+        "country": card.get("country"),
+        "fingerprint": card.get("fingerprint"),
+        "capture_before": None,
+    }
+    intent = store.get(f"payment_intent:{intent_id}") if intent_id else None
+    if getattr(intent, "capture_method", None) == "manual" and charge.get("created"):
+        # Stripe's usual window for an online card authorization.
+        details["capture_before"] = int(charge["created"]) + AUTHORIZATION_DAYS * 86400
+    return {"type": "card", "card": details}
 
 
 class TakenParams(NamedTuple):
@@ -223,6 +279,12 @@ def make_extras_middleware(extras: Extras) -> Middleware:
             # localstripe refuses an update with no parameters; at Stripe it is fine.
             answer = _payment_intent_export(update["id"])
         else:
+            refunds_before = set()
+            if capture is not None:
+                refusal = _capture_refusal(capture["id"])
+                if refusal is not None:
+                    return stripe_error(400, refusal)
+                refunds_before = _charge_refund_ids(capture["id"])
             response = await handler(request)
             answer = _json_answer(response)
             if answer is None or not 200 <= response.status < 300:
@@ -231,7 +293,10 @@ def make_extras_middleware(extras: Extras) -> Middleware:
             extras.remember(answer["id"], taken.taken)
         if capture is not None and isinstance(answer, dict):
             amount = _form_value(await request.read(), request.content_type, "amount_to_capture")
-            extras.captured[capture["id"]] = int(amount) if amount else answer.get("amount", 0)
+            captured = int(amount) if amount else answer.get("amount", 0)
+            extras.captured[capture["id"]] = captured
+            if _release_without_refund(capture["id"], refunds_before, captured):
+                answer = _payment_intent_export(capture["id"])
         return json_response(200, extras.fill(answer))
 
     return extras_middleware
@@ -254,6 +319,50 @@ def _replace_body(request: web.Request, body: bytes) -> None:
     # request cannot be cloned with another body once it has been read.
     request._read_bytes = body
     request._post = None
+
+
+def _capture_refusal(payment_intent_id: str) -> dict[str, str] | None:
+    """Stripe's error for capturing a PaymentIntent not `requires_capture` (localstripe captures a voided one)."""
+    from localstripe.resources import store
+
+    intent = store.get(f"payment_intent:{payment_intent_id}")
+    if intent is None or intent.status == "requires_capture":
+        return None
+    return {
+        "type": "invalid_request_error",
+        "code": "payment_intent_unexpected_state",
+        "message": f"This PaymentIntent could not be captured because it has a status of {intent.status}.",
+    }
+
+
+def _charge_refund_ids(payment_intent_id: str) -> set[str]:
+    """The ids of the refunds localstripe holds for the PaymentIntent's charge (none when it has no charge)."""
+    from localstripe.resources import store
+
+    intent = store.get(f"payment_intent:{payment_intent_id}")
+    charge = getattr(intent, "latest_charge", None)
+    if charge is None:
+        return set()
+    return {key.split(":", 1)[1] for key, obj in store.items() if key.startswith("refund:") and obj.charge == charge.id}
+
+
+def _release_without_refund(payment_intent_id: str, refunds_before: set[str], captured: int) -> bool:
+    """
+    After a capture of `captured`: remove the refund localstripe made of the
+    uncaptured rest (and its balance transaction), and make the charge's balance
+    transaction the amount captured, as Stripe does. Answers whether anything changed.
+    """
+    from localstripe.resources import store
+
+    released = _charge_refund_ids(payment_intent_id) - refunds_before
+    for refund_id in released:
+        refund = store.pop(f"refund:{refund_id}")
+        store.pop(f"balance_transaction:{refund.balance_transaction}", None)
+    charge = store[f"payment_intent:{payment_intent_id}"].latest_charge
+    transaction = store.get(f"balance_transaction:{charge.balance_transaction}")
+    if transaction is not None and transaction.amount != captured:
+        transaction.amount = captured
+    return bool(released)
 
 
 def _payment_intent_export(payment_intent_id: str) -> dict[str, Any]:

@@ -4,7 +4,12 @@ output serializers beside it. Views validate, call a service, serialize.
 """
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, extend_schema_field
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_field,
+)
 from rest_framework import generics, serializers, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
@@ -143,7 +148,7 @@ class CurrencyField(serializers.ChoiceField):
     default_error_messages = {"invalid_choice": "Unsupported currency. Supported: {supported}."}
 
     def __init__(self, **kwargs):
-        super().__init__(choices=Payment._meta.get_field("currency").choices, **kwargs)
+        super().__init__(choices=[(code, code) for code in sorted(CURRENCIES)], **kwargs)
 
     def to_internal_value(self, data):
         if not isinstance(data, str) or data.lower() not in CURRENCIES:
@@ -153,6 +158,8 @@ class CurrencyField(serializers.ChoiceField):
 
 class PaymentSerializer(serializers.ModelSerializer):
     metadata = MetadataField()
+    # Empty when not given: a plain string, not the schema's `email` format.
+    customer_email = serializers.CharField(read_only=True, help_text="The shopper's email; empty when not given.")
 
     class Meta:
         model = Payment
@@ -162,9 +169,20 @@ class PaymentSerializer(serializers.ModelSerializer):
             "amount",
             "currency",
             "status",
+            "capture_method",
+            "amount_capturable",
+            "amount_received",
+            "capture_before",
             "refunded_amount",
+            "order_reference",
+            "customer_email",
+            "customer_name",
+            "card_brand",
+            "card_last4",
             "description",
             "metadata",
+            "failure_code",
+            "failure_message",
             "created_at",
             "updated_at",
         ]
@@ -179,8 +197,8 @@ class PaymentCreatedSerializer(PaymentSerializer):
         read_only_fields = fields
 
 
-SMALLEST_MINIMUM = min(currency.minimum for currency in CURRENCIES.values())
-MINIMUMS = ", ".join(f"{code} {currency.minimum}" for code, currency in sorted(CURRENCIES.items()))
+SMALLEST_MINIMUM = min(currency.smallest_amount for currency in CURRENCIES.values())
+MINIMUMS = ", ".join(f"{code} {CURRENCIES[code].smallest_amount}" for code in ("usd", "eur", "gbp", "jpy"))
 
 
 @extend_schema_field({"type": "integer", "minimum": SMALLEST_MINIMUM, "maximum": MAXIMUM_AMOUNT})
@@ -197,26 +215,44 @@ class PaymentCreateInputSerializer(serializers.Serializer):
         max_value=MAXIMUM_AMOUNT,
         help_text=(
             "In the currency's minor unit (2000 is $20.00; 500 is ¥500). At least Stripe's minimum charge "
-            f"for the currency ({MINIMUMS}), at most {MAXIMUM_AMOUNT}."
+            f"for the currency (e.g. {MINIMUMS}), at most {MAXIMUM_AMOUNT}; three-decimal currencies "
+            "(bhd, jod, kwd, omr, tnd) in multiples of 10."
         ),
     )
-    currency = CurrencyField()
+    currency = CurrencyField(help_text="Any currency Stripe charges in: its lowercase ISO code.")
     description = serializers.CharField(max_length=1000, required=False, allow_blank=True, default="")
     metadata = MetadataField(required=False, default=dict)
+    capture_method = serializers.ChoiceField(
+        choices=Payment.CaptureMethod.choices,
+        required=False,
+        default=Payment.CaptureMethod.AUTOMATIC,
+        help_text="`manual`: the card is only authorized; capture it with `capture/` (or void it with `cancel/`).",
+    )
+    order_reference = serializers.CharField(
+        max_length=255, required=False, allow_blank=True, default="", help_text="Your own order id."
+    )
+    customer_email = serializers.EmailField(
+        max_length=254, required=False, allow_blank=True, default="", help_text="Stripe emails the receipt there."
+    )
+    customer_name = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+
+    def validate_order_reference(self, value: str) -> str:
+        if not value.isprintable():
+            raise ValidationError("Only printable characters are allowed.")
+        return value
 
     def validate(self, data):
         currency = CURRENCIES[data["currency"]]
-        if data["amount"] < currency.minimum:
-            raise ValidationError(
-                {
-                    "amount": [
-                        serializers.ErrorDetail(
-                            f"At least {currency.minimum} ({currency.format(currency.minimum)}) for {currency.code}.",
-                            code="min_value",
-                        )
-                    ]
-                }
-            )
+        amount = data["amount"]
+        problem = currency.amount_problem(amount)
+        if problem:
+            if amount < currency.smallest_amount:
+                code = "min_value"
+            elif amount > MAXIMUM_AMOUNT:
+                code = "max_value"
+            else:
+                code = "invalid_step"
+            raise ValidationError({"amount": [serializers.ErrorDetail(problem, code=code)]})
         return data
 
 
@@ -246,7 +282,10 @@ class PaymentListCreateView(generics.ListAPIView):
     }
 
     @extend_schema(
-        parameters=[OpenApiParameter("status", OpenApiTypes.STR, enum=Payment.Status.values)],
+        parameters=[
+            OpenApiParameter("status", OpenApiTypes.STR, enum=Payment.Status.values),
+            OpenApiParameter("order_reference", OpenApiTypes.STR, description="Your order id, exactly."),
+        ],
     )
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
@@ -264,6 +303,9 @@ class PaymentListCreateView(generics.ListAPIView):
                     }
                 )
             payments = payments.filter(status=wanted)
+        order_reference = self.request.query_params.get("order_reference")
+        if order_reference is not None:
+            payments = payments.filter(order_reference=order_reference)
         return payments
 
     @extend_schema(
@@ -298,7 +340,56 @@ class PaymentCancelView(APIView):
     throttle_scopes = {"POST": "payment_change"}
     error_codes = {"post": merge_codes(STRIPE_ERROR_CODES, {"409": ["invalid_state"]})}
 
-    @extend_schema(request=None, responses={200: PaymentSerializer})
+    @extend_schema(
+        request=None,
+        responses={200: PaymentSerializer},
+        description="Cancel a payment not yet paid; for an authorized one (`requires_capture`) a void: the "
+        "authorization is released, nothing is captured or refunded. 409 once captured.",
+    )
     def post(self, request, payment_id):
         payment = services.payment_cancel(payment=own_payment(request, payment_id))
         return Response(PaymentSerializer(payment).data)
+
+
+class PaymentCaptureInputSerializer(serializers.Serializer):
+    amount = StrictIntegerField(
+        required=False,
+        help_text="In minor units, at most `amount_capturable`; all of it when omitted. Stripe releases the rest.",
+    )
+
+
+class PaymentCaptureView(APIView):
+    throttle_scopes = {"POST": "payment_change"}
+    error_codes = {
+        "post": merge_codes(
+            STRIPE_ERROR_CODES,
+            {
+                "400": ["capture_amount_invalid"],
+                "409": ["not_capturable", "capture_refused", "idempotency_key_in_use"],
+                "422": ["idempotency_key_reused"],
+            },
+        )
+    }
+
+    @extend_schema(
+        request=PaymentCaptureInputSerializer,
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses={200: PaymentSerializer},
+        description=(
+            "Capture an authorized payment (`requires_capture`, made with `capture_method: manual`): all of it, or "
+            "`amount` of it; what is not captured is released to the shopper, never refunded. The answer's "
+            "`amount_received` is what was captured. The same key replays the answer (`Idempotent-Replayed: true`)."
+        ),
+    )
+    def post(self, request, payment_id):
+        payment = own_payment(request, payment_id)
+        key = idempotency_key_from(request)
+        data = PaymentCaptureInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        payment, replayed = services.payment_capture(
+            payment=payment, amount=data.validated_data.get("amount"), idempotency_key=key
+        )
+        response = Response(PaymentSerializer(payment).data)
+        if replayed:
+            response["Idempotent-Replayed"] = "true"
+        return response

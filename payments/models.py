@@ -1,12 +1,16 @@
+import logging
 import uuid
 from datetime import UTC, datetime
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
+from django.db.models.functions import Upper
 from django.utils import timezone
 
-from payments.currencies import CURRENCIES, format_amount
+from payments.currencies import format_amount
+
+logger = logging.getLogger(__name__)
 
 
 class Payment(models.Model):
@@ -51,6 +55,11 @@ class Payment(models.Model):
         "requires_source_action": Status.REQUIRES_ACTION,
     }
 
+    class CaptureMethod(models.TextChoices):
+        # Stripe's `automatic_async` captures at once too: it is recorded as automatic.
+        AUTOMATIC = "automatic"
+        MANUAL = "manual"
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -61,18 +70,48 @@ class Payment(models.Model):
         help_text="Null for a PaymentIntent first seen through Stripe.",
     )
     stripe_payment_intent_id = models.CharField(max_length=255, unique=True, null=True, blank=True)
-    amount = models.BigIntegerField(help_text="In the currency's minor unit.")
-    currency = models.CharField(max_length=3, choices=[(c, c.upper()) for c in CURRENCIES])
+    amount = models.BigIntegerField(
+        help_text="What the PaymentIntent asks for, in the currency's minor unit; follows Stripe until final."
+    )
+    # Any three-letter code Stripe uses: a PaymentIntent adopted from Stripe may be
+    # in a currency outside payments.currencies' table (it is then shown generically).
+    currency = models.CharField(max_length=3, help_text="Lowercase ISO code, as Stripe writes it.")
     status = models.CharField(max_length=32, choices=Status.choices, default=Status.REQUIRES_PAYMENT_METHOD)
-    refunded_amount = models.BigIntegerField(default=0)
+    capture_method = models.CharField(max_length=16, choices=CaptureMethod.choices, default=CaptureMethod.AUTOMATIC)
+    amount_capturable = models.BigIntegerField(
+        default=0, help_text="What an authorized, uncaptured payment may still capture (requires_capture only)."
+    )
+    amount_received = models.BigIntegerField(default=0, help_text="What Stripe captured: the most a refund may give.")
+    capture_before = models.DateTimeField(
+        null=True, blank=True, help_text="When an uncaptured authorization expires (Stripe's capture_before)."
+    )
+    refunded_amount = models.BigIntegerField(default=0, help_text="The sum of the succeeded refunds.")
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
     # sha256 of the creating request's body: the same key with another body is refused.
     request_fingerprint = models.CharField(max_length=64, blank=True, editable=False)
     client_secret = models.CharField(max_length=255, blank=True, editable=False)
     description = models.CharField(max_length=1000, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
+    # The shopper and the storefront's order, as the storefront sent them (not the API account).
+    order_reference = models.CharField(max_length=255, blank=True, help_text="The storefront's own order id.")
+    customer_email = models.EmailField(max_length=254, blank=True, help_text="Sent to Stripe as receipt_email.")
+    customer_name = models.CharField(max_length=255, blank=True)
+    # From the charge's payment_method_details.card.
+    card_brand = models.CharField(max_length=32, blank=True)
+    card_last4 = models.CharField(max_length=4, blank=True)
     failure_code = models.CharField(max_length=255, blank=True)
     failure_message = models.TextField(blank=True)
+    # Set when Stripe reported amounts our limits cannot hold (e.g. more refunded
+    # than received): the books keep to the limits, and staff must look.
+    books_mismatch = models.CharField(max_length=255, blank=True, editable=False)
+    # Older API versions (before 2025-03-31) release the uncaptured rest of a
+    # partial capture with a Refund object: its id, so it is never counted as a refund.
+    stripe_release_refund_id = models.CharField(max_length=255, blank=True, editable=False)
+    # The capture request holding this payment's capture (one per payment: a
+    # PaymentIntent is captured once): its Idempotency-Key, body and lease.
+    capture_idempotency_key = models.CharField(max_length=255, blank=True, editable=False)
+    capture_request_fingerprint = models.CharField(max_length=64, blank=True, editable=False)
+    capture_started_at = models.DateTimeField(null=True, blank=True, editable=False)
     # Set while one request is creating the PaymentIntent; a concurrent request
     # with the same key sees it and answers 409 instead of calling Stripe too.
     stripe_call_started_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -85,9 +124,18 @@ class Payment(models.Model):
     class Meta:
         ordering = ["-created_at"]
         constraints = [
+            # 0 <= refunded_amount <= amount_received <= amount, and nothing capturable beyond the amount.
             models.CheckConstraint(
-                condition=Q(refunded_amount__gte=0) & Q(refunded_amount__lte=models.F("amount")),
-                name="payment_refunded_within_amount",
+                condition=Q(refunded_amount__gte=0) & Q(refunded_amount__lte=F("amount_received")),
+                name="payment_refunded_within_received",
+            ),
+            models.CheckConstraint(
+                condition=Q(amount_received__gte=0) & Q(amount_received__lte=F("amount")),
+                name="payment_received_within_amount",
+            ),
+            models.CheckConstraint(
+                condition=Q(amount_capturable__gte=0) & Q(amount_capturable__lte=F("amount")),
+                name="payment_capturable_within_amount",
             ),
             models.CheckConstraint(condition=Q(amount__gt=0), name="payment_amount_positive"),
             models.UniqueConstraint(fields=["user", "idempotency_key"], name="payment_unique_idempotency_key_per_user"),
@@ -98,7 +146,19 @@ class Payment(models.Model):
             models.Index(fields=["status", "-created_at"], name="payment_status_created"),
             models.Index(fields=["currency", "-created_at"], name="payment_currency_created"),
             models.Index(fields=["idempotency_key"], name="payment_idempotency_key"),
+            models.Index(fields=["order_reference"], name="payment_order_reference"),
+            # customer_email__iexact is UPPER(customer_email) = UPPER(...) on PostgreSQL.
+            models.Index(Upper("customer_email"), name="payment_customer_email_upper"),
+            models.Index(fields=["card_last4"], name="payment_card_last4"),
+            # The authorizations that expire soon (the dashboard), without scanning the paid ones.
+            models.Index(
+                fields=["capture_before"],
+                condition=Q(status="requires_capture"),
+                name="payment_authorized_expiry",
+            ),
+            models.Index(fields=["updated_at"], condition=~Q(books_mismatch=""), name="payment_books_mismatch"),
         ]
+        permissions = [("capture_payment", "Can capture or void an authorized payment")]
 
     def __str__(self):
         return f"{self.display_amount} {self.status} ({self.id})"
@@ -111,15 +171,32 @@ class Payment(models.Model):
     def unrefunded_amount(self) -> int:
         """
         What succeeded refunds have not given back yet, in minor units: the amount
-        less `refunded_amount`. Refunds still under way are not counted, so this
-        is not what a new refund may take: that is the *refundable* amount,
-        `refunds.services.payment_refundable_amount`.
+        received (captured) less `refunded_amount`. Refunds still under way are not
+        counted, so this is not what a new refund may take: that is the *refundable*
+        amount, `refunds.services.payment_refundable_amount`.
         """
-        return self.amount - self.refunded_amount
+        return self.amount_received - self.refunded_amount
 
     @property
     def is_final(self) -> bool:
         return self.status in self.FINAL
+
+    @property
+    def is_authorized(self) -> bool:
+        """Authorized and not captured yet: it may be captured (in full or in part) or voided."""
+        return self.status == self.Status.REQUIRES_CAPTURE
+
+    @property
+    def uncaptured_amount(self) -> int:
+        """For a paid payment, what was authorized but never captured (released by Stripe); 0 otherwise."""
+        return self.amount - self.amount_received if self.status in self.PAID else 0
+
+    @classmethod
+    def capture_method_from_stripe(cls, stripe_capture_method) -> str:
+        """Our capture method for Stripe's (`automatic`, `automatic_async`, `manual`; None when not told)."""
+        if stripe_capture_method == cls.CaptureMethod.MANUAL:
+            return cls.CaptureMethod.MANUAL
+        return cls.CaptureMethod.AUTOMATIC
 
     @classmethod
     def status_from_stripe(cls, stripe_status: str, *, payment_failed: bool = False) -> str:
@@ -166,14 +243,41 @@ class Payment(models.Model):
         at: datetime,
         failure_code: str = "",
         failure_message: str = "",
+        amount: int | None = None,
+        amount_received: int | None = None,
+        amount_capturable: int | None = None,
     ) -> bool:
         """
-        Move to `status` if `may_apply` allows it; returns whether anything changed.
-        `at` is when the news was true at Stripe: an event's `created`, or now for
-        an object just read from Stripe. The caller holds the row lock and saves.
+        Move to `status` if `may_apply` allows it, with the PaymentIntent's amounts
+        (minor units; None when the news does not tell them); returns whether the
+        status changed. `at` is when the news was true at Stripe: an event's
+        `created`, or now for an object just read from Stripe. The caller holds
+        the row lock and saves.
+
+        With the status come `amount` (what the PaymentIntent asks for: it follows
+        Stripe until the payment is final), `amount_received` (captured) and
+        `amount_capturable` (authorized, not captured; 0 outside requires_capture).
+        A payment that succeeds without being told what was received received its
+        whole amount (automatic capture). What was captured never changes once it
+        has been, so a paid payment takes `amount_received` from any news, in any
+        order; news of nothing received (older news) changes nothing there.
         """
         if not self.may_apply(status, at):
+            if amount_received and self.status in self.PAID and amount_received != self.amount_received:
+                self._set_amount_received(amount_received)
+                self.status = self._paid_status()
             return False
+        if amount:
+            self.amount = amount
+        if amount_received is not None:
+            self._set_amount_received(amount_received)
+        elif status == self.Status.SUCCEEDED and not self.amount_received:
+            self.amount_received = self.amount
+        if status == self.Status.REQUIRES_CAPTURE:
+            capturable = self.amount if amount_capturable is None else amount_capturable
+            self.amount_capturable = max(0, min(capturable, self.amount))
+        else:
+            self.amount_capturable = 0
         if status == self.Status.SUCCEEDED:
             status = self._paid_status()
         if status == self.Status.FAILED:
@@ -188,20 +292,73 @@ class Payment(models.Model):
             self.stripe_state_at = at
         return changed
 
+    def apply_stripe_card(
+        self, *, card_brand: str = "", card_last4: str = "", capture_before: datetime | None = None
+    ) -> None:
+        """
+        Record what the charge says of the card (its brand and last 4 digits) and,
+        for an authorization, until when it may be captured. Facts that do not
+        change with the order of the news: what is not told is left as it is. The
+        caller holds the row lock and saves.
+        """
+        if card_brand:
+            self.card_brand = card_brand[:32]
+        if card_last4:
+            self.card_last4 = card_last4[-4:]
+        if capture_before is not None:
+            self.capture_before = capture_before
+
     def set_refunded_amount(self, refunded_amount: int) -> None:
         """
         Record the running total of succeeded refunds; a paid payment's status
-        follows it (three partial refunds adding up to the charge give `refunded`).
-        The database check constraint refuses a total above the amount.
+        follows it (refunds adding up to what was received give `refunded`).
+
+        A refund Stripe made proves that its money was captured: when it is known
+        before the capture's own news, the payment has received its whole amount
+        (automatic capture) or at least what was refunded (manual), and asked for
+        at least that much (its amount is not settled yet), until that news says
+        exactly. Refunds adding up to more than was received do not fit the books:
+        `refunded_amount` stops at `amount_received` and `books_mismatch` says so,
+        so the database's constraints hold and staff see it.
         """
+        if refunded_amount > self.amount_received and self.status not in self.PAID | {self.Status.CANCELED}:
+            self.amount = max(self.amount, refunded_amount)
+            if self.capture_method == self.CaptureMethod.AUTOMATIC:
+                self.amount_received = self.amount
+            else:
+                self.amount_received = refunded_amount
+        if refunded_amount > self.amount_received:
+            self._record_mismatch(
+                "refunds above received",
+                f"Stripe's succeeded refunds add up to {refunded_amount}, more than the {self.amount_received} "
+                "received; the refunded amount is held at what was received.",
+            )
+            refunded_amount = self.amount_received
         self.refunded_amount = refunded_amount
         if self.status in self.PAID:
             self.status = self._paid_status()
 
+    def _set_amount_received(self, amount_received: int) -> None:
+        if amount_received > self.amount:
+            self._record_mismatch(
+                "received above amount",
+                f"Stripe reports {amount_received} received, more than the payment's amount of {self.amount}; "
+                "the amount received is held at the amount.",
+            )
+            amount_received = self.amount
+        self.amount_received = max(amount_received, 0)
+        if self.refunded_amount > self.amount_received:
+            self.set_refunded_amount(self.refunded_amount)
+
+    def _record_mismatch(self, kind: str, text: str) -> None:
+        # The log names the payment and the kind only: amounts stay on the row, for staff.
+        logger.warning("Payment %s: Stripe's amounts do not fit its limits (%s)", self.pk, kind)
+        self.books_mismatch = text[:255]
+
     def _paid_status(self) -> str:
         if self.refunded_amount <= 0:
             return self.Status.SUCCEEDED
-        if self.refunded_amount >= self.amount:
+        if self.refunded_amount >= self.amount_received:
             return self.Status.REFUNDED
         return self.Status.PARTIALLY_REFUNDED
 

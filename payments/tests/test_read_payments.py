@@ -66,15 +66,27 @@ def test_owner_reads_a_payment(owner_api, three_payments):
     response = owner_api.get(f"/api/payments/{payment.id}/")
 
     assert response.status_code == 200
+    # The contract's "A payment in answers", no more (no client_secret, no internal fields).
     assert set(response.json()) == {
         "id",
         "stripe_payment_intent_id",
         "amount",
         "currency",
         "status",
+        "capture_method",
+        "amount_capturable",
+        "amount_received",
+        "capture_before",
         "refunded_amount",
+        "order_reference",
+        "customer_email",
+        "customer_name",
+        "card_brand",
+        "card_last4",
         "description",
         "metadata",
+        "failure_code",
+        "failure_message",
         "created_at",
         "updated_at",
     }

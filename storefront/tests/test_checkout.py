@@ -117,6 +117,21 @@ def test_confirm_with_a_card_that_pays_records_succeeded(owner_api, fake_stripe)
 
 
 @pytest.mark.django_db
+def test_confirm_of_an_authorize_only_payment_authorizes_and_charges_nothing_yet(owner_api, fake_stripe):
+    payment = create_payment(owner_api, "checkout-1", amount=2400, capture_method="manual")
+    card = card_payment_method(owner_api, payment, fake_stripe, PAYS)
+
+    response = confirm(owner_api, payment, card)
+
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["status"], body["amount_capturable"], body["amount_received"]) == ("requires_capture", 2400, 0)
+    assert (body["card_brand"], body["card_last4"]) == ("visa", "4242")
+    [charge] = charges_of(fake_stripe, payment)
+    assert charge["captured"] is False
+
+
+@pytest.mark.django_db
 def test_confirm_with_a_declined_card_records_failed_with_stripes_message(owner_api, fake_stripe):
     """Stripe answers 402: the payment is `failed` with Stripe's words, and the answer says so."""
     payment = create_payment(owner_api, "checkout-1", amount=2400)
@@ -336,6 +351,44 @@ def test_status_page_shows_the_payment_and_its_refunds_from_the_database(client,
     assert 'data-status="partially_refunded"' in html
     assert "$20.00" in html and "$5.00" in html
     assert "<code>succeeded</code>" in html  # the refund's status
+
+
+@pytest.mark.django_db
+def test_checkout_page_offers_to_authorize_only(client, owner):
+    client.force_login(owner)
+
+    html = client.get("/checkout/").content.decode()
+
+    assert 'id="authorize-only"' in html
+    assert 'body.capture_method = "manual"' in html
+
+
+@pytest.mark.django_db
+def test_status_page_of_an_authorization_says_nothing_is_charged_yet(client, owner):
+    payment = PaymentFactory(
+        user=owner,
+        amount=10_000,
+        status=Payment.Status.REQUIRES_CAPTURE,
+        capture_method=Payment.CaptureMethod.MANUAL,
+        card_brand="visa",
+        card_last4="4242",
+    )
+    client.force_login(owner)
+
+    html = client.get(f"/checkout/{payment.id}/").content.decode()
+
+    assert 'data-status="requires_capture"' in html and "Authorized" in html
+    assert "$100.00, not charged yet" in html and "visa ending in 4242" in html
+
+
+@pytest.mark.django_db
+def test_status_page_of_a_partial_capture_says_what_was_charged_and_released(client, owner):
+    payment = PaymentFactory(user=owner, amount=10_000, status=Payment.Status.SUCCEEDED, amount_received=6000)
+    client.force_login(owner)
+
+    html = client.get(f"/checkout/{payment.id}/").content.decode()
+
+    assert "$60.00 ($40.00 of the authorization released, never charged)" in html
 
 
 @pytest.mark.django_db

@@ -10,6 +10,7 @@ import pytest
 from playwright.sync_api import expect
 
 import core.stripe_gateway as stripe_gateway
+from devkit.pytest_plugin import ARTIFACTS
 from payments.models import Payment
 from payments.tests.factories import UserFactory
 from webhooks.models import WebhookEvent
@@ -234,3 +235,56 @@ def test_support_refunds_the_paid_order_in_the_admin_and_the_customer_sees_it(
     payment.refresh_from_db()
     assert (payment.status, payment.refunded_amount) == (Payment.Status.REFUNDED, 2400)
     assert payment.refunds.get().created_by == support
+
+
+def test_authorize_in_the_checkout_capture_in_the_admin_and_the_order_page_shows_it(
+    page, browser, checkout_site, customer, support, screenshot
+):
+    """
+    Authorize only: the card is authorized at checkout and nothing is charged (the
+    order page says so); support captures part of it from the payment's page in the
+    admin, and the customer's open order page turns to paid, showing what was
+    charged and what was released.
+    """
+    sign_in(page, checkout_site, customer)
+    page.check("text=Cast-iron teapot")
+    page.check("#authorize-only")
+    pay_with(page, PAYS)
+
+    payment = status_page_payment(page)
+    expect(page.locator("#order")).to_have_attribute("data-status", "requires_capture")
+    expect(page.locator("#authorized-amount")).to_contain_text("£55.00, not charged yet")
+    expect(page.locator("#card")).to_contain_text("visa ending in 4242")
+    screenshot("checkout-authorized")
+
+    staff_context = browser.new_context()
+    try:
+        admin = staff_context.new_page()
+        admin.goto(f"{checkout_site.url}/admin/payments/payment/{payment.id}/change/")
+        admin.fill("#id_username", support.username)
+        admin.fill("#id_password", PASSWORD)
+        admin.click("input[type=submit]")
+        expect(admin.locator("text=Capture…")).to_be_visible()
+        admin.screenshot(path=str(ARTIFACTS / "admin-authorized-payment.png"), full_page=True)
+        admin.click("text=Capture…")
+        expect(admin.locator("#id_amount")).to_have_value("55.00")  # all that is authorized, by default
+        admin.fill("#id_amount", "50")
+        admin.click("#review-capture")
+        expect(admin.locator("#capture-confirmation")).to_contain_text("£5.00")
+        admin.screenshot(path=str(ARTIFACTS / "admin-capture-review.png"), full_page=True)
+        admin.click("#confirm-capture")
+        expect(admin.locator(".messagelist")).to_contain_text("Captured £50.00")
+        admin.screenshot(path=str(ARTIFACTS / "admin-captured.png"), full_page=True)
+    finally:
+        staff_context.close()
+
+    expect(page.locator("#order")).to_have_attribute("data-status", "succeeded", timeout=WEBHOOK_TIMEOUT_MS)
+    expect(page.locator("#charged-amount")).to_contain_text("£50.00 (£5.00 of the authorization released")
+    # The local Stripe tells of the capture by webhook too: it lands, and changes nothing more.
+    expect_webhook_landed(page, payment, "payment_intent.succeeded")
+    screenshot("checkout-captured")
+    payment.refresh_from_db()
+    assert (payment.status, payment.amount, payment.amount_received) == (Payment.Status.SUCCEEDED, 5500, 5000)
+    assert not payment.refunds.exists()
+    intent = stripe_gateway.payment_intent_retrieve(payment.stripe_payment_intent_id)
+    assert (intent["status"], intent["amount_received"]) == ("succeeded", 5000)

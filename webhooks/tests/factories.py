@@ -25,6 +25,8 @@ OBJECTS_FILE = Path(__file__).with_name("stripe_objects.json")
 CURRENT_API_VERSION = "2025-10-29.clover"
 # localstripe's events say this; its PaymentIntent statuses use that version's names.
 LOCALSTRIPE_API_VERSION = "2017-08-15"
+# A version before 2025-03-31 (basil): voids, expiries and partial captures come with a Refund object.
+OLD_API_VERSION = "2024-06-20"
 
 _ids = itertools.count(1)
 
@@ -47,31 +49,43 @@ def payment_intent_object(
     *,
     intent_id: str | None = None,
     status: str = "requires_payment_method",
-    amount: int = 2000,
+    amount: int | None = None,
     currency: str = "usd",
     payment=None,
     metadata: dict | None = None,
     last_payment_error: dict | None = None,
     latest_charge=None,
     created: int | None = None,
+    capture_method: str = "automatic",
+    amount_received: int | None = None,
+    cancellation_reason: str | None = None,
 ) -> dict:
-    """A PaymentIntent; with `payment`, one our app made (its id, amount and metadata)."""
+    """
+    A PaymentIntent; with `payment`, one our app made (its id and metadata; its
+    amount unless `amount` is given). `amount_received` defaults to all of it once
+    succeeded; `amount_capturable` is all of it while requires_capture.
+    """
     intent = example("payment_intent")
     if payment is not None:
         intent_id = intent_id or payment.stripe_payment_intent_id
-        amount, currency = payment.amount, payment.currency
+        amount, currency = amount or payment.amount, payment.currency
         metadata = {**(metadata or {}), PAYMENT_ID_METADATA_KEY: str(payment.id)}
+    amount = amount or 2000
+    if amount_received is None:
+        amount_received = amount if status == "succeeded" else 0
     intent.update(
         id=intent_id or new_id("pi"),
         status=status,
         amount=amount,
-        amount_received=amount if status == "succeeded" else 0,
+        amount_received=amount_received,
         amount_capturable=amount if status == "requires_capture" else 0,
+        capture_method=capture_method,
         currency=currency,
         metadata=metadata or {},
         last_payment_error=last_payment_error,
         latest_charge=latest_charge,
-        canceled_at=None,
+        canceled_at=(created or int(time.time())) if status == "canceled" else None,
+        cancellation_reason=cancellation_reason,
         created=created or int(time.time()),
         next_action={"type": "use_stripe_sdk"} if status == "requires_action" else None,
         processing=None,
@@ -89,20 +103,42 @@ def card_declined_error() -> dict:
     }
 
 
-def charge_object(*, intent_id: str, amount: int = 2000, amount_refunded: int = 0, refunds=None) -> dict:
-    """A captured charge of `intent_id`. A current charge embeds no refunds; pass `refunds` for an old API's shape."""
+def charge_object(
+    *,
+    intent_id: str,
+    amount: int = 2000,
+    amount_refunded: int = 0,
+    refunds=None,
+    charge_id: str | None = None,
+    captured: bool = True,
+    amount_captured: int | None = None,
+    refunded: bool | None = None,
+    capture_before: int | None = None,
+    last4: str = "4242",
+    created: int | None = None,
+) -> dict:
+    """
+    A charge of `intent_id`: captured (all of it unless `amount_captured`), or with
+    `captured=False` an authorization only (`capture_before` says until when). A
+    current charge embeds no refunds; pass `refunds` for an old API's shape.
+    """
     charge = example("charge")
+    if amount_captured is None:
+        amount_captured = amount if captured else 0
     charge.update(
-        id=new_id("ch"),
+        id=charge_id or new_id("ch"),
         payment_intent=intent_id,
         amount=amount,
-        amount_captured=amount,
+        amount_captured=amount_captured,
         amount_refunded=amount_refunded,
-        captured=True,
+        captured=captured,
         paid=True,
-        refunded=amount_refunded >= amount,
+        refunded=(amount_refunded >= amount_captured > 0) if refunded is None else refunded,
         status="succeeded",
+        created=created or int(time.time()),
     )
+    card = charge["payment_method_details"]["card"]
+    card.update(last4=last4, brand="visa", capture_before=capture_before)
     charge.pop("refunds", None)
     if refunds is not None:
         charge["refunds"] = {"object": "list", "data": refunds, "has_more": False, "url": "/v1/refunds"}
@@ -118,16 +154,19 @@ def refund_object(
     metadata: dict | None = None,
     failure_reason: str | None = None,
     created: int | None = None,
+    reason: str | None = None,
+    charge_id: str | None = None,
 ) -> dict:
     refund = example("refund")
     refund.update(
         id=refund_id or new_id("re"),
         payment_intent=intent_id,
-        charge=new_id("ch"),
+        charge=charge_id or new_id("ch"),
         amount=amount,
         status=status,
         metadata=metadata or {},
         created=created or int(time.time()),
+        reason=reason,
     )
     if failure_reason:
         refund["failure_reason"] = failure_reason
@@ -169,7 +208,9 @@ def stripe_event(
     return event
 
 
-def payment_intent_event(event_type: str, payment=None, *, created: int | None = None, **intent) -> dict:
+def payment_intent_event(
+    event_type: str, payment=None, *, created: int | None = None, api_version: str = CURRENT_API_VERSION, **intent
+) -> dict:
     """`payment_intent.<x>` for `payment` (or a PaymentIntent the app never made), in the status the type implies."""
     status = intent.pop("status", None) or INTENT_STATUS_OF[event_type]
     if event_type == "payment_intent.payment_failed":
@@ -178,6 +219,7 @@ def payment_intent_event(event_type: str, payment=None, *, created: int | None =
         event_type,
         payment_intent_object(payment=payment, status=status, created=created, **intent),
         created=created,
+        api_version=api_version,
     )
 
 

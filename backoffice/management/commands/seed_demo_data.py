@@ -19,7 +19,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, transaction
 from django.utils import timezone
 
-from payments.currencies import CURRENCIES
+from payments.currencies import get_currency
 from payments.models import Dispute, Payment
 from refunds.models import Refund
 from webhooks.models import WebhookEvent
@@ -157,11 +157,13 @@ class Command(BaseCommand):
         created_at = self.now - timedelta(seconds=rng.uniform(0, self.days * 86400))
         payment_id = new_uuid(rng)
         status = weighted(rng, STATUS_WEIGHTS)
+        amount = rng.randint(max(get_currency(currency).minimum or 0, 100), 50_000)
         return Payment(
             id=payment_id,
             user_id=user_id,
             stripe_payment_intent_id=f"pi_demo{payment_id.hex[:20]}",
-            amount=rng.randint(max(CURRENCIES[currency].minimum, 100), 50_000),
+            amount=amount,
+            amount_received=amount if status in Payment.PAID else 0,
             currency=currency,
             status=status,
             idempotency_key=str(new_uuid(rng)),

@@ -1,20 +1,25 @@
+import logging
 from datetime import timedelta
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db.models import Q
 from django.utils import timezone
 
 from payments.models import Payment
 from refunds.models import Refund
-from webhooks.reconcile import payment_reconcile, payment_reconcile_refunds, refund_reconcile
+from webhooks.reconcile import ReconcileResult, payment_reconcile, payment_reconcile_refunds, refund_reconcile
 
 PROGRESS_EVERY = 100
+
+logger = logging.getLogger(__name__)
 
 
 class Command(BaseCommand):
     help = (
         "Bring every non-final payment and every pending refund up to Stripe's state (the fix for missed "
         "webhooks), and record the refunds Stripe holds for refundable payments (a dashboard refund whose events "
-        "were lost). Reads Stripe and applies the same order rules as the webhooks: safe to run any number of times."
+        "were lost). Reads Stripe and applies the same order rules as the webhooks: safe to run any number of times. "
+        "A payment it cannot bring up to date (Stripe failing, amounts that do not fit) is reported and skipped."
     )
 
     def add_arguments(self, parser):
@@ -33,7 +38,8 @@ class Command(BaseCommand):
             raise CommandError("--since must be a positive number of hours.")
         if overdue is not None and overdue <= 0:
             raise CommandError("--overdue must be a positive number of minutes.")
-        payments = Payment.objects.exclude(status__in=Payment.FINAL).order_by("created_at")
+        # Non-final payments, and any whose amounts did not fit our limits (checked afresh).
+        payments = Payment.objects.filter(~Q(status__in=Payment.FINAL) | ~Q(books_mismatch="")).order_by("created_at")
         refunds = (
             Refund.objects.filter(status__in=(Refund.Status.PENDING, Refund.Status.REQUIRES_ACTION))
             .select_related("payment")
@@ -59,7 +65,12 @@ class Command(BaseCommand):
         total = queryset.count()
         checked = changed = problems = 0
         for obj in queryset.iterator():
-            result = reconcile(obj)
+            try:
+                result = reconcile(obj)
+            except Exception as exc:
+                # One object's failure never stops the others: it is reported, and the run goes on.
+                logger.exception("reconcile_stripe: %s %s failed", label[:-1], obj.pk)
+                result = ReconcileResult(problem=f"failed: {type(exc).__name__}")
             checked += 1
             changed += result.changed
             if result.problem:
