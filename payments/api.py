@@ -219,7 +219,7 @@ class PaymentCreateInputSerializer(serializers.Serializer):
             "(bhd, jod, kwd, omr, tnd) in multiples of 10."
         ),
     )
-    currency = CurrencyField(help_text="Any currency Stripe charges in: its lowercase ISO code.")
+    currency = CurrencyField()
     description = serializers.CharField(max_length=1000, required=False, allow_blank=True, default="")
     metadata = MetadataField(required=False, default=dict)
     capture_method = serializers.ChoiceField(
@@ -375,6 +375,10 @@ class PaymentCaptureView(APIView):
         request=PaymentCaptureInputSerializer,
         parameters=[IDEMPOTENCY_PARAMETER],
         responses={200: PaymentSerializer},
+        examples=[
+            OpenApiExample("all", summary="Capture all that is authorized", value={}, request_only=True),
+            OpenApiExample("part", summary="Capture $15.00 of it", value={"amount": 1500}, request_only=True),
+        ],
         description=(
             "Capture an authorized payment (`requires_capture`, made with `capture_method: manual`): all of it, or "
             "`amount` of it; what is not captured is released to the shopper, never refunded. The answer's "
