@@ -58,7 +58,7 @@ class Payment(models.Model):
     class CaptureMethod(models.TextChoices):
         # Stripe's `automatic_async` captures at once too: it is recorded as automatic.
         AUTOMATIC = "automatic"
-        MANUAL = "manual"
+        MANUAL = "manual", "manual (authorize, capture later)"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     user = models.ForeignKey(

@@ -158,6 +158,8 @@ def refund_reserve(
             raise RefundAmountInvalid("The amount must be a positive number of minor units.")
         if reason not in ("", *Refund.Reason.values):
             raise DomainError(f"Unknown reason {reason!r}: one of {', '.join(Refund.Reason.values)}, or blank.")
+        if payment.status == Payment.Status.REQUIRES_CAPTURE:
+            raise NotRefundable("The payment is only authorized: nothing was taken. Capture it, or void it instead.")
         if payment.status not in Payment.REFUNDABLE:
             raise NotRefundable(f"A payment that is {payment.status} cannot be refunded.")
         if payment.disputes.filter(status=Dispute.Status.LOST).exists():

@@ -2,7 +2,7 @@
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db.models import Q, Sum
+from django.db.models import F, Q, Sum
 
 from payments.models import Payment
 from refunds.models import Refund
@@ -22,6 +22,10 @@ def test_seeds_the_asked_numbers_with_consistent_books(capsys):
         assert payment.refunded_amount == (payment.succeeded or 0)
         expected = {0: "succeeded", payment.amount: "refunded"}.get(payment.refunded_amount, "partially_refunded")
         assert payment.status == expected
+    authorized = Payment.objects.filter(status=Payment.Status.REQUIRES_CAPTURE)
+    assert authorized.exists()
+    assert not authorized.filter(Q(capture_before__isnull=True) | ~Q(amount_capturable=F("amount"))).exists()
+    assert not Payment.objects.filter(status__in=Payment.PAID).exclude(amount_received=F("amount")).exists()
     assert "600 / 600 payments" in capsys.readouterr().out
 
 

@@ -42,6 +42,17 @@ def test_an_authorization_holds_the_amount_without_receiving_it(owner_api, fake_
 
 
 @pytest.mark.django_db
+def test_an_authorization_cannot_be_refunded_nothing_was_taken(owner_api, staff_api, fake_stripe):
+    payment = authorized_payment(owner_api)
+
+    response = request_refund(staff_api, payment)
+
+    assert (response.status_code, response.json()["code"]) == (409, "not_refundable")
+    assert "Capture it, or void it instead" in response.json()["detail"]
+    assert fake_stripe.list("refunds") == []
+
+
+@pytest.mark.django_db
 def test_a_full_capture_receives_the_whole_amount(owner_api, fake_stripe):
     payment = authorized_payment(owner_api, amount=10_000)
 

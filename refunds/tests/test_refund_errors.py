@@ -106,10 +106,12 @@ def test_a_payment_that_was_not_paid_is_409(staff_api, owner, status):
     response = refund(staff_api, payment.id, {"amount": 100})
 
     assert response.status_code == 409
-    assert response.json() == {
-        "detail": f"A payment that is {status} cannot be refunded.",
-        "code": "not_refundable",
-    }
+    detail = (
+        "The payment is only authorized: nothing was taken. Capture it, or void it instead."
+        if status == Payment.Status.REQUIRES_CAPTURE
+        else f"A payment that is {status} cannot be refunded."
+    )
+    assert response.json() == {"detail": detail, "code": "not_refundable"}
     assert not Refund.objects.exists()
 
 

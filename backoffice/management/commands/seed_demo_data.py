@@ -33,6 +33,8 @@ STATUS_WEIGHTS = {
     Payment.Status.REQUIRES_PAYMENT_METHOD: 5,
     Payment.Status.REQUIRES_ACTION: 2,
     Payment.Status.PROCESSING: 2,
+    # Authorized, to be captured when the order ships (a few expire within the day).
+    Payment.Status.REQUIRES_CAPTURE: 1,
 }
 REFUND_STATUS_WEIGHTS = {Refund.Status.SUCCEEDED: 95, Refund.Status.PENDING: 3, Refund.Status.FAILED: 2}
 DISPUTE_STATUSES = (
@@ -158,16 +160,27 @@ class Command(BaseCommand):
         payment_id = new_uuid(rng)
         status = weighted(rng, STATUS_WEIGHTS)
         amount = rng.randint(max(get_currency(currency).minimum or 0, 100), 50_000)
+        authorized = status == Payment.Status.REQUIRES_CAPTURE
+        charged = authorized or status in Payment.PAID
+        order = rng.randint(10_000, 999_999)
         return Payment(
             id=payment_id,
             user_id=user_id,
             stripe_payment_intent_id=f"pi_demo{payment_id.hex[:20]}",
             amount=amount,
             amount_received=amount if status in Payment.PAID else 0,
+            amount_capturable=amount if authorized else 0,
+            capture_method=Payment.CaptureMethod.MANUAL if authorized else Payment.CaptureMethod.AUTOMATIC,
+            # Authorized within the last week (7 days to capture), so some expire within the day.
+            capture_before=self.now + timedelta(hours=rng.uniform(1, 168)) if authorized else None,
+            order_reference=f"ORDER-{order}",
+            customer_email=f"shopper{rng.randint(1, 50_000)}@example.com",
+            card_brand="visa" if charged else "",
+            card_last4=f"{rng.randint(0, 9999):04d}" if charged else "",
             currency=currency,
             status=status,
             idempotency_key=str(new_uuid(rng)),
-            description=f"Order #{rng.randint(10_000, 999_999)}",
+            description=f"Order #{order}",
             failure_code="card_declined" if status == Payment.Status.FAILED else "",
             created_at=created_at,
             updated_at=created_at,
