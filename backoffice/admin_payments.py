@@ -13,6 +13,7 @@ from django.contrib.auth import get_user_model
 from django.urls import path
 from django.utils.html import format_html
 
+from backoffice.admin_notifications import NotificationInline
 from backoffice.dashboard import DashboardView
 from backoffice.export import PaymentExportView
 from backoffice.refund_form import RefundView
@@ -139,7 +140,7 @@ class PaymentAdmin(ViewOnly, admin.ModelAdmin):
     show_full_result_count = False
     paginator = EstimatedCountPaginator
     list_per_page = 50
-    inlines = (RefundInline, DisputeInline, WebhookEventInline)
+    inlines = (RefundInline, DisputeInline, WebhookEventInline, NotificationInline)
     fieldsets = (
         (
             None,

@@ -15,6 +15,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.views import View
 
+from notifications.models import Endpoint
 from payments.currencies import CURRENCIES, format_amount
 from payments.models import Dispute, Payment
 from refunds.models import Refund
@@ -53,6 +54,8 @@ class DashboardFigures:
     failed_webhooks: int
     stuck_refunds: int
     open_disputes: int
+    # Storefront endpoints whose every delivery fails (those disabled for it included).
+    failing_endpoints: int = 0
 
     @property
     def success_rate(self) -> float | None:
@@ -71,7 +74,7 @@ CHART = {"width": 760, "height": 220, "left": 80, "right": 40, "bottom": 24, "to
 def dashboard_figures(*, now: datetime, currency: str | None = None) -> DashboardFigures:
     """
     The last 30 days (today included, UTC) in one grouped query over the
-    payments' created_at index, plus three indexed counts of what needs a
+    payments' created_at index, plus four indexed counts of what needs a
     person. Volume is per currency (amounts in different currencies do not add
     up): the one asked for, else the one with the most paid payments.
     """
@@ -113,6 +116,7 @@ def dashboard_figures(*, now: datetime, currency: str | None = None) -> Dashboar
         failed_webhooks=WebhookEvent.objects.filter(outcome=WebhookEvent.Outcome.FAILED).count(),
         stuck_refunds=Refund.objects.filter(status=Refund.Status.PENDING, created_at__lt=now - STUCK_AFTER).count(),
         open_disputes=Dispute.objects.filter(status__in=Dispute.OPEN_STATUSES).count(),
+        failing_endpoints=Endpoint.objects.filter(failing_since__isnull=False).count(),
     )
 
 
@@ -211,5 +215,6 @@ class DashboardView(View):
             "failed_webhooks_url": admin_list_url(WebhookEvent, {"outcome__exact": WebhookEvent.Outcome.FAILED}),
             "stuck_refunds_url": admin_list_url(Refund, {"stuck": "yes"}),
             "open_disputes_url": admin_list_url(Dispute, {"open": "yes"}),
+            "failing_endpoints_url": admin_list_url(Endpoint, {"failing": "yes"}),
         }
         return TemplateResponse(request, "admin/payments/dashboard.html", context)
