@@ -48,7 +48,7 @@ FAST_RECOVERY_ENV = {
     # Notifications to the storefront: retried every second, and given 2 s to answer,
     # so a receiver in trouble (tests of devkit.receiver) recovers within a test.
     "NOTIFICATIONS_TIMEOUT": "2",
-    "NOTIFICATIONS_RETRY_SECONDS": ",".join(["1"] * 30),
+    "NOTIFICATIONS_RETRY_SECONDS": ",".join(["1"] * 60),
 }
 
 
