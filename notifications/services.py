@@ -71,7 +71,8 @@ def event_record(*, event_type: str, payment, refund=None, dispute=None) -> tupl
     deliveries and jobs with it. Locks: the sequence counter, until the
     transaction ends. No network call: the jobs send, after commit.
     """
-    with transaction.atomic():
+    # No savepoint of its own: the change and its event stand or fall together.
+    with transaction.atomic(savepoint=False):
         sequence, transaction_id = _next_sequence()
         event = Event.objects.create(
             type=event_type,
