@@ -160,7 +160,7 @@ class EndpointAdmin(admin.ModelAdmin):
 
     @admin.display(description="Delivery log")
     def delivery_log(self, obj):
-        deliveries = list(obj.deliveries.select_related("event").order_by("-created_at", "-pk")[:LATEST_DELIVERIES])
+        deliveries = list(obj.deliveries.select_related("event").order_by("-pk")[:LATEST_DELIVERIES])
         everything = reverse("admin:notifications_delivery_changelist") + f"?endpoint__id__exact={obj.pk}"
         rows = format_html_join(
             "",

@@ -222,14 +222,16 @@ class Delivery(models.Model):
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
-        ordering = ["-created_at", "-pk"]
+        # Newest first by id (made in time order): the lists and the endpoint's log read an index.
+        ordering = ["-pk"]
         verbose_name_plural = "deliveries"
         constraints = [
             models.UniqueConstraint(fields=["endpoint", "event"], name="delivery_unique_endpoint_event"),
         ]
         indexes = [
-            models.Index(fields=["endpoint", "state", "-created_at"], name="delivery_endpoint_state"),
-            models.Index(fields=["state", "-created_at"], name="delivery_state_created"),
+            models.Index(fields=["endpoint", "-id"], name="delivery_endpoint_newest"),
+            models.Index(fields=["endpoint", "state"], name="delivery_endpoint_state"),
+            models.Index(fields=["state", "-id"], name="delivery_state_newest"),
         ]
 
     def __str__(self):
