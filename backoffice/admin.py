@@ -3,4 +3,4 @@ The support desk's admin registrations, one module per area; Django's autodiscov
 imports this module, which imports them.
 """
 
-from backoffice import admin_payments, admin_refunds, admin_webhooks  # noqa: F401
+from backoffice import admin_notifications, admin_payments, admin_refunds, admin_webhooks  # noqa: F401

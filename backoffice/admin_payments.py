@@ -15,6 +15,7 @@ from django.urls import path
 from django.utils import timezone
 from django.utils.html import format_html
 
+from backoffice.admin_notifications import NotificationInline
 from backoffice.capture_form import CAPTURE_PERMISSION, CaptureView, VoidView
 from backoffice.dashboard import EXPIRING_WITHIN, DashboardView
 from backoffice.export import PaymentExportView
@@ -190,7 +191,7 @@ class PaymentAdmin(ViewOnly, admin.ModelAdmin):
     show_full_result_count = False
     paginator = EstimatedCountPaginator
     list_per_page = 50
-    inlines = (RefundInline, DisputeInline, WebhookEventInline)
+    inlines = (RefundInline, DisputeInline, WebhookEventInline, NotificationInline)
     fieldsets = (
         (
             None,

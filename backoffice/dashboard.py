@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.views import View
 from procrastinate.contrib.django.models import ProcrastinateJob
 
+from notifications.models import Endpoint
 from payments.currencies import CURRENCIES, format_amount
 from payments.models import Dispute, Payment
 from refunds.models import Refund
@@ -65,6 +66,8 @@ class DashboardFigures:
     expiring: list[Payment]
     expiring_count: int
     books_mismatches: int
+    # Storefront endpoints whose every delivery fails (those disabled for it included).
+    failing_endpoints: int = 0
 
     @property
     def success_rate(self) -> float | None:
@@ -131,6 +134,7 @@ def dashboard_figures(*, now: datetime, currency: str | None = None) -> Dashboar
         expiring=list(expiring.select_related("user").order_by("capture_before")[:EXPIRING_LISTED]),
         expiring_count=expiring.count(),
         books_mismatches=Payment.objects.exclude(books_mismatch="").count(),
+        failing_endpoints=Endpoint.objects.filter(failing_since__isnull=False).count(),
     )
 
 
@@ -257,5 +261,6 @@ class DashboardView(View):
                 }
                 for payment in figures.expiring
             ],
+            "failing_endpoints_url": admin_list_url(Endpoint, {"failing": "yes"}),
         }
         return TemplateResponse(request, "admin/payments/dashboard.html", context)

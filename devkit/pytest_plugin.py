@@ -14,6 +14,7 @@ from django.contrib.auth.models import Permission
 from django.db import connection
 
 from devkit.fakestripe import FakeStripe
+from devkit.receiver import NotificationReceiver
 from devkit.scenarios import SITE_SERVERS_LEASE_SECONDS
 from devkit.siteserver import SiteServer
 from devkit.workers import FAST_RECOVERY_ENV, JobWorker
@@ -230,3 +231,18 @@ def superuser(db):
 def fast_password_hashing(settings):
     """Users made by the dozen: MD5 instead of PBKDF2's deliberate slowness (tests only)."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+# --- Notifications to the storefront -------------------------------------------
+
+
+@pytest.fixture
+def notification_receiver():
+    """
+    A storefront receiving notifications (devkit.receiver): a real HTTP server in
+    this process that verifies every signature with the standardwebhooks library
+    and records what it got; stopped when the test ends. Its hanging outlasts the
+    site's NOTIFICATIONS_TIMEOUT (the tests' workers: 2 s).
+    """
+    with NotificationReceiver.start(hang_seconds=6.0) as receiver:
+        yield receiver

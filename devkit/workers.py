@@ -47,6 +47,10 @@ FAST_RECOVERY_ENV = {
     "SCHEDULE_RECONCILE": "",
     "SCHEDULE_RETRY_REFUNDS": "",
     "SCHEDULE_OVERDUE_PAYMENTS": "",
+    # Notifications to the storefront: retried every second, and given 2 s to answer,
+    # so a receiver in trouble (tests of devkit.receiver) recovers within a test.
+    "NOTIFICATIONS_TIMEOUT": "2",
+    "NOTIFICATIONS_RETRY_SECONDS": ",".join(["1"] * 60),
 }
 
 

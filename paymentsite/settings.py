@@ -361,3 +361,23 @@ WEBHOOK_RETRY_BASE_SECONDS = env.int("WEBHOOK_RETRY_BASE_SECONDS", default=2)
 # each job they run.
 for _quiet in ("procrastinate.blueprints", "procrastinate.periodic", "procrastinate.jobs"):
     LOGGING["loggers"][_quiet] = {"level": "WARNING"}
+
+# --- Notifications to the storefront -----------------------------------------
+# Every change a storefront cares about writes an event in the same transaction
+# (notifications.outbox); a job per endpoint sends it, signed per Standard Webhooks.
+
+INSTALLED_APPS.append("notifications")
+# Seconds an endpoint has to answer 2xx; later, or anything else, is a failed attempt.
+NOTIFICATIONS_TIMEOUT = env.float("NOTIFICATIONS_TIMEOUT", default=5.0)
+# The waits between attempts, in seconds: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h
+# (27.6 hours in all, as Standard Webhooks suggests); after the last, the delivery is `failed`.
+NOTIFICATIONS_DEFAULT_RETRY_SECONDS = [5, 300, 1800, 7200, 18000, 36000, 36000]
+NOTIFICATIONS_RETRY_SECONDS = env.list(
+    "NOTIFICATIONS_RETRY_SECONDS", cast=int, default=NOTIFICATIONS_DEFAULT_RETRY_SECONDS
+)
+if any(seconds < 0 for seconds in NOTIFICATIONS_RETRY_SECONDS):
+    raise ImproperlyConfigured("NOTIFICATIONS_RETRY_SECONDS must list waits of 0 seconds or more.")
+# An endpoint that failed every attempt for this long is disabled, and flagged on the dashboard.
+NOTIFICATIONS_DISABLE_AFTER_HOURS = env.float("NOTIFICATIONS_DISABLE_AFTER_HOURS", default=120.0)
+# After a secret is rotated, the old one signs beside the new one this long.
+NOTIFICATIONS_SECRET_OVERLAP_HOURS = env.float("NOTIFICATIONS_SECRET_OVERLAP_HOURS", default=24.0)
