@@ -29,7 +29,7 @@ import core.stripe_gateway as stripe_gateway
 from payments.disputes import dispute_record_stripe_dispute
 from payments.models import Payment
 from payments.services import payment_for_intent, payment_record_stripe_charge, payment_record_stripe_intent
-from refunds.services import CaptureNotKnownYet, refund_record_stripe_charge, refund_record_stripe_refund
+from refunds.services import refund_record_stripe_charge, refund_record_stripe_refund
 from webhooks.models import WebhookEvent
 
 Handler = Callable[[WebhookEvent], Payment | None]
@@ -126,14 +126,15 @@ def refund_changed(event: WebhookEvent) -> Payment:
     release of uncaptured money is no refund, and an expiry cancels the
     payment); its payment's refunded amount and status follow. Answers the
     payment. Raises EventIgnored when the refund names no PaymentIntent,
-    PaymentNotKnownYet when its payment is not here yet, or not yet known to be
-    captured when that decides whether it is a refund at all.
+    PaymentNotKnownYet when its payment is not here yet, and CaptureNotKnownYet
+    when it is not yet known to be captured and that decides whether it is a
+    refund at all.
     """
     stripe_refund = event.stripe_object
-    try:
-        refund = refund_record_stripe_refund(stripe_refund=stripe_refund, api_version=event.payload.get("api_version"))
-    except CaptureNotKnownYet as exc:
-        raise PaymentNotKnownYet(str(exc)) from exc
+    # CaptureNotKnownYet (an older version's refund of a payment not yet known to be
+    # captured) is a failed attempt like any other: the apply job retries it later,
+    # by when the capture's or the void's news is here.
+    refund = refund_record_stripe_refund(stripe_refund=stripe_refund, api_version=event.payload.get("api_version"))
     if refund is not None:
         return refund.payment
     # Nothing recorded as a refund: a release of uncaptured money, if its payment is here.

@@ -21,8 +21,7 @@ from payments.models import Payment
 from payments.tests.factories import PaymentFactory, authorized_payment
 from refunds.models import Refund
 from refunds.tests.factories import PaidPaymentFactory
-from webhooks.services import webhook_event_receive
-from webhooks.tests.factories import payment_intent_event
+from webhooks.tests.factories import payment_intent_event, receive_and_apply
 
 pytestmark = pytest.mark.usefixtures("fast_password_hashing")
 
@@ -194,7 +193,7 @@ def test_a_payment_in_a_currency_we_know_nothing_of_has_every_page(client, super
     """Adopted from Stripe in "zzz" (and in kwd, three decimals): list, page, refund form and dashboard answer 200."""
     client.force_login(superuser)
     for currency in ("zzz", "kwd"):
-        webhook_event_receive(event=payment_intent_event("payment_intent.succeeded", amount=7770, currency=currency))
+        receive_and_apply(payment_intent_event("payment_intent.succeeded", amount=7770, currency=currency))
     unknown = Payment.objects.get(currency="zzz")
 
     pages = [

@@ -10,8 +10,7 @@ import pytest
 from payments.currencies import CURRENCIES, MAXIMUM_AMOUNT, format_amount, get_currency
 from payments.models import Payment
 from refunds.tests.factories import request_refund
-from webhooks.services import webhook_event_receive
-from webhooks.tests.factories import payment_intent_event
+from webhooks.tests.factories import payment_intent_event, receive_and_apply
 
 ZERO_DECIMAL = set("bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split())
 THREE_DECIMAL = set("bhd jod kwd omr tnd".split())
@@ -95,7 +94,7 @@ def test_a_currency_stripe_does_not_charge_in_is_400(owner_api, fake_stripe):
 def test_a_payment_intent_adopted_from_stripe_in_any_currency_is_recorded_and_shown(code):
     """A PaymentIntent the app never made, in a currency of the table or not: adopted, shown, never a crash."""
     event = payment_intent_event("payment_intent.succeeded", amount=7770, currency=code)
-    stored, _ = webhook_event_receive(event=event)
+    stored = receive_and_apply(event)
 
     assert stored.outcome == "processed", stored.error
     payment = Payment.objects.get()
@@ -107,7 +106,7 @@ def test_a_payment_intent_adopted_from_stripe_in_any_currency_is_recorded_and_sh
 @pytest.mark.django_db
 def test_an_adopted_payment_in_an_unknown_currency_can_be_refunded(staff_api, fake_stripe):
     """The refund's message and limit speak its currency generically ("ZZZ 77.70")."""
-    webhook_event_receive(event=payment_intent_event("payment_intent.succeeded", amount=7770, currency="zzz"))
+    receive_and_apply(payment_intent_event("payment_intent.succeeded", amount=7770, currency="zzz"))
     payment = Payment.objects.get()
 
     response = request_refund(staff_api, payment, {"amount": 9999})

@@ -286,3 +286,19 @@ def wait_until_applied(event_ids=None, *, timeout: float = 30.0) -> bool:
             return False
         time.sleep(0.1)
     return True
+
+
+def receive_and_apply(event: dict):
+    """
+    What Stripe's delivery and then a worker's last attempt do to `event` (a dict as
+    Stripe sends it): stored, then applied at once, a failure left `failed` (not
+    retried later). Answers the WebhookEvent as stored afterwards; a duplicate is
+    answered as it was stored, unchanged.
+    """
+    from webhooks.models import WebhookEvent
+    from webhooks.services import webhook_event_apply, webhook_event_receive
+
+    event_id = webhook_event_receive(event=event)
+    if event_id is None:
+        return WebhookEvent.objects.get(stripe_event_id=event["id"])
+    return webhook_event_apply(event_id=event_id, final_attempt=True)

@@ -20,13 +20,14 @@ from payments.models import Payment
 from payments.tests.factories import PaymentFactory
 from refunds.models import Refund
 from webhooks.models import WebhookEvent
-from webhooks.services import webhook_event_receive, webhook_event_reprocess
+from webhooks.services import webhook_event_reprocess_now
 from webhooks.tests.factories import (
     CURRENT_API_VERSION,
     OLD_API_VERSION,
     charge_object,
     new_id,
     payment_intent_event,
+    receive_and_apply,
     refund_object,
     stripe_event,
 )
@@ -183,13 +184,13 @@ class Builder:
 def deliver(events: list[dict]) -> None:
     """Hand each event to the webhook's service in this order; then, as Stripe does, redeliver what failed."""
     for event in events:
-        webhook_event_receive(event=event)
+        receive_and_apply(event)
     for _ in range(len(events) + 1):
         failed = list(WebhookEvent.objects.filter(outcome=WebhookEvent.Outcome.FAILED))
         if not failed:
             return
         for event in failed:
-            webhook_event_reprocess(event=event)
+            webhook_event_reprocess_now(event=event)
     errors = list(WebhookEvent.objects.filter(outcome=WebhookEvent.Outcome.FAILED).values_list("type", "error"))
     raise AssertionError(f"events never accepted: {errors}")
 
@@ -285,7 +286,7 @@ def test_an_old_versions_release_before_the_capture_news_waits_for_it(owner):
     build.capture(6000)
     release = next(e for e in build.history.extras if e["type"] == "refund.created")
 
-    stored, _ = webhook_event_receive(event=release)
+    stored = receive_and_apply(release)
 
     assert stored.outcome == WebhookEvent.Outcome.FAILED
     assert "not known to be captured yet" in stored.error
