@@ -115,7 +115,17 @@ def run(*, payments: int = 12, copies: int = 3, concurrency: int = 8, gunicorn_w
             result.database_down_seconds = cluster.restart()
             result.database_restarts += 1
             time.sleep(0.7)
-            workers[1].kill()
+            # A worker that lost the database exits by itself and its supervisor starts it
+            # again: kill the running one, waiting for it to be back if it is between lives.
+            deadline = time.monotonic() + 15
+            while True:
+                try:
+                    workers[1].kill()
+                    break
+                except ProcessLookupError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
             result.workers_killed += 1
 
         crash_thread = threading.Thread(target=crash, daemon=True)

@@ -185,6 +185,8 @@ def deliver(
                 break
             delivery.redelivery_rounds += 1
             delivery.redelivered += len(queue)
+            # Stripe backs off between deliveries: a database that is restarting gets time to come back.
+            time.sleep(min(0.25 * round_number, 2.0))
         side = while_running(during if round_number == 0 else None)
         answers = send_concurrently(
             urls,
