@@ -23,6 +23,9 @@ from refunds.models import Refund
 
 # --- Refund -------------------------------------------------------------------
 
+# More digits than any amount the API takes (payments.currencies.MAXIMUM_AMOUNT) in any currency.
+AMOUNT_MAX_DIGITS = 12
+
 
 class RefundForm(forms.Form):
     """
@@ -50,10 +53,16 @@ class RefundForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.currency = currency
         self.refundable = refundable
+        too_much = f"That is more than is left: only {currency.format(refundable)} can still be refunded."
         self.fields["amount"] = forms.DecimalField(
             label=f"Amount ({currency.code.upper()})",
             decimal_places=currency.decimals,
+            # Bounds checked on the Decimal as typed, before clean_amount turns it into
+            # minor units: "1e999999999" is refused here, not expanded to a billion digits.
+            max_digits=AMOUNT_MAX_DIGITS,
             min_value=Decimal(1).scaleb(-currency.decimals),
+            max_value=max(Decimal(refundable).scaleb(-currency.decimals), Decimal(0)),
+            error_messages={"max_value": too_much},
             help_text=f"At most {currency.format(refundable)}, all that is left to refund.",
         )
 

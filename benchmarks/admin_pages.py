@@ -24,7 +24,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "paymentsite.settings")
 # Settings refuse to start without these outside DEBUG; nothing here talks to Stripe.
-os.environ.setdefault("DJANGO_SECRET_KEY", "benchmark-only-secret-key")
+os.environ.setdefault("DJANGO_SECRET_KEY", "benchmark-only-secret-key-not-for-production-0123456789")
+# Django's test client speaks plain HTTP.
+os.environ.setdefault("SECURE_SSL", "false")
 os.environ.setdefault("STRIPE_SECRET_KEY", "sk_test_benchmark")
 
 # whitenoise looks for STATIC_ROOT, which only `collectstatic` makes.

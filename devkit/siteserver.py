@@ -26,6 +26,8 @@ from devkit.processes import DEFAULT_HOST, PROJECT_ROOT, ServerProcess, free_por
 # Not secrets: the values every test and benchmark server shares with its clients.
 TEST_WEBHOOK_SECRET = "whsec_paymentsite_tests"
 TEST_STRIPE_KEY = "sk_test_paymentsite_tests"
+# 50+ characters: with DEBUG off settings refuse a shorter one.
+TEST_SECRET_KEY = "siteserver-not-a-production-key-0123456789abcdefghij"
 
 
 def site_environment(
@@ -48,7 +50,10 @@ def site_environment(
         "DEBUG": "false",
         "ALLOWED_HOSTS": f"{DEFAULT_HOST},localhost",
         "DATABASE_URL": database_url or f"postgres://postgres@127.0.0.1:5432/{database_name}",
-        "DJANGO_SECRET_KEY": "siteserver-not-a-production-key",
+        "DJANGO_SECRET_KEY": TEST_SECRET_KEY,
+        # Plain HTTP on 127.0.0.1; and no throttling: the scenarios send bursts on purpose.
+        "SECURE_SSL": "false",
+        "API_THROTTLING": "false",
         "STRIPE_SECRET_KEY": TEST_STRIPE_KEY,
         "STRIPE_WEBHOOK_SECRET": webhook_secret,
         "STRIPE_API_BASE": stripe_api_base,

@@ -4,12 +4,13 @@ output serializers beside it. Views validate, call a service, serialize.
 """
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import generics, serializers, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.api import STRIPE_ERROR_CODES, merge_codes
 from core.idempotency import PAYMENT_ID_METADATA_KEY
 from payments import services
 from payments.currencies import CURRENCIES, MAXIMUM_AMOUNT
@@ -17,29 +18,63 @@ from payments.models import Payment
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 IDEMPOTENCY_KEY_MAX_LENGTH = 255
-# Stripe's own limits on metadata, so a request we accept is one Stripe accepts.
+# Stripe's documented rules for metadata (docs.stripe.com/metadata), so that a
+# request we accept is one Stripe accepts: up to 50 keys, keys up to 40
+# characters and without square brackets, values strings of up to 500 characters.
 METADATA_MAX_KEYS = 49  # 50 at Stripe, one kept for our payment_id
 METADATA_KEY_MAX_LENGTH = 40
 METADATA_VALUE_MAX_LENGTH = 500
+METADATA_KEY_FORBIDDEN_CHARACTERS = "[]"
 
 IDEMPOTENCY_PARAMETER = OpenApiParameter(
     IDEMPOTENCY_HEADER,
     OpenApiTypes.STR,
     OpenApiParameter.HEADER,
     required=True,
-    description="1 to 255 characters. The same key with the same body replays the first answer.",
+    description=(
+        "1 to 255 characters, UTF-8 (counted in characters, not bytes). "
+        "The same key with the same body replays the first answer."
+    ),
 )
 
 
+def header_text(value: str) -> str:
+    """
+    A header's value as the client wrote it in UTF-8. WSGI servers hand headers
+    over decoded as latin-1 (PEP 3333), so "é" arrives as two characters "Ã©";
+    its bytes are recovered and decoded as UTF-8. Raises UnicodeDecodeError
+    when they are not UTF-8.
+    """
+    try:
+        raw = value.encode("latin-1")
+    except UnicodeEncodeError:
+        # Not from a WSGI server: already text.
+        return value
+    return raw.decode("utf-8")
+
+
 def idempotency_key_from(request) -> str:
-    """The request's Idempotency-Key header, or a 400 naming the header."""
-    key = request.headers.get(IDEMPOTENCY_HEADER, "")
+    """The request's Idempotency-Key header as UTF-8 text, or a 400 naming the header."""
+    try:
+        key = header_text(request.headers.get(IDEMPOTENCY_HEADER, ""))
+    except UnicodeDecodeError:
+        raise ValidationError(
+            {IDEMPOTENCY_HEADER: [serializers.ErrorDetail("The header must be UTF-8.", code="invalid")]}
+        ) from None
     if not key:
-        raise ValidationError({IDEMPOTENCY_HEADER: ["This header is required."]})
+        raise ValidationError({IDEMPOTENCY_HEADER: [serializers.ErrorDetail("This header is required.", "required")]})
     if len(key) > IDEMPOTENCY_KEY_MAX_LENGTH:
-        raise ValidationError({IDEMPOTENCY_HEADER: [f"At most {IDEMPOTENCY_KEY_MAX_LENGTH} characters."]})
+        raise ValidationError(
+            {
+                IDEMPOTENCY_HEADER: [
+                    serializers.ErrorDetail(f"At most {IDEMPOTENCY_KEY_MAX_LENGTH} characters.", "max_length")
+                ]
+            }
+        )
     if not key.isprintable():
-        raise ValidationError({IDEMPOTENCY_HEADER: ["Only printable characters are allowed."]})
+        raise ValidationError(
+            {IDEMPOTENCY_HEADER: [serializers.ErrorDetail("Only printable characters are allowed.", "invalid")]}
+        )
     return key
 
 
@@ -57,31 +92,63 @@ class StrictIntegerField(serializers.IntegerField):
 @extend_schema_field(
     {
         "type": "object",
+        "description": (
+            f"Stripe's rules: at most {METADATA_MAX_KEYS} keys (Stripe's 50, one kept for our `payment_id`), "
+            f"keys of 1 to {METADATA_KEY_MAX_LENGTH} characters without `[` or `]`, "
+            f"values strings of at most {METADATA_VALUE_MAX_LENGTH} characters."
+        ),
         "additionalProperties": {"type": "string", "maxLength": METADATA_VALUE_MAX_LENGTH},
         "maxProperties": METADATA_MAX_KEYS,
+        "example": {"order_id": "1001"},
     }
 )
 class MetadataField(serializers.Field):
-    """A flat map of strings to strings, within Stripe's limits."""
+    """A flat map of strings to strings, within Stripe's documented rules."""
+
+    default_error_messages = {
+        "not_an_object": "Must be an object mapping strings to strings.",
+        "too_many_keys": f"At most {METADATA_MAX_KEYS} keys.",
+        "value_not_a_string": "The value of {name!r} must be a string.",
+        "key_length": f"Keys must be 1 to {METADATA_KEY_MAX_LENGTH} characters.",
+        "key_characters": "Keys may not contain square brackets ([ or ]): {name!r}.",
+        "value_length": f"Values must be at most {METADATA_VALUE_MAX_LENGTH} characters.",
+        "reserved_key": "{name!r} is reserved: paymentsite sets it to the payment's id.",
+    }
 
     def to_internal_value(self, data):
         if not isinstance(data, dict):
-            raise ValidationError("Must be an object mapping strings to strings.")
+            self.fail("not_an_object")
         if len(data) > METADATA_MAX_KEYS:
-            raise ValidationError(f"At most {METADATA_MAX_KEYS} keys.")
+            self.fail("too_many_keys")
         for key, value in data.items():
             if not isinstance(value, str):
-                raise ValidationError(f"The value of {key!r} must be a string.")
+                self.fail("value_not_a_string", name=key)
             if not key or len(key) > METADATA_KEY_MAX_LENGTH:
-                raise ValidationError(f"Keys must be 1 to {METADATA_KEY_MAX_LENGTH} characters.")
+                self.fail("key_length")
+            if any(character in key for character in METADATA_KEY_FORBIDDEN_CHARACTERS):
+                self.fail("key_characters", name=key)
             if len(value) > METADATA_VALUE_MAX_LENGTH:
-                raise ValidationError(f"Values must be at most {METADATA_VALUE_MAX_LENGTH} characters.")
+                self.fail("value_length")
             if key == PAYMENT_ID_METADATA_KEY:
-                raise ValidationError(f"{key!r} is reserved: paymentsite sets it to the payment's id.")
+                self.fail("reserved_key", name=key)
         return dict(data)
 
     def to_representation(self, value):
         return value
+
+
+class CurrencyField(serializers.ChoiceField):
+    """One of the currencies in payments.currencies (the schema's `CurrencyEnum`); upper case is taken too."""
+
+    default_error_messages = {"invalid_choice": "Unsupported currency. Supported: {supported}."}
+
+    def __init__(self, **kwargs):
+        super().__init__(choices=Payment._meta.get_field("currency").choices, **kwargs)
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str) or data.lower() not in CURRENCIES:
+            self.fail("invalid_choice", supported=", ".join(CURRENCIES))
+        return data.lower()
 
 
 class PaymentSerializer(serializers.ModelSerializer):
@@ -112,32 +179,71 @@ class PaymentCreatedSerializer(PaymentSerializer):
         read_only_fields = fields
 
 
+SMALLEST_MINIMUM = min(currency.minimum for currency in CURRENCIES.values())
+MINIMUMS = ", ".join(f"{code} {currency.minimum}" for code, currency in sorted(CURRENCIES.items()))
+
+
+@extend_schema_field({"type": "integer", "minimum": SMALLEST_MINIMUM, "maximum": MAXIMUM_AMOUNT})
+class AmountField(StrictIntegerField):
+    """
+    A payment's amount. The minimum depends on the currency, so it is checked with
+    it (PaymentCreateInputSerializer.validate, whose message names it); the schema
+    states the smallest of them.
+    """
+
+
 class PaymentCreateInputSerializer(serializers.Serializer):
-    amount = StrictIntegerField()
-    currency = serializers.CharField(max_length=3)
+    amount = AmountField(
+        max_value=MAXIMUM_AMOUNT,
+        help_text=(
+            "In the currency's minor unit (2000 is $20.00; 500 is ¥500). At least Stripe's minimum charge "
+            f"for the currency ({MINIMUMS}), at most {MAXIMUM_AMOUNT}."
+        ),
+    )
+    currency = CurrencyField()
     description = serializers.CharField(max_length=1000, required=False, allow_blank=True, default="")
     metadata = MetadataField(required=False, default=dict)
-
-    def validate_currency(self, value: str) -> str:
-        if value.lower() not in CURRENCIES:
-            raise ValidationError(f"Unsupported currency. Supported: {', '.join(sorted(CURRENCIES))}.")
-        return value.lower()
 
     def validate(self, data):
         currency = CURRENCIES[data["currency"]]
         if data["amount"] < currency.minimum:
             raise ValidationError(
-                {"amount": [f"At least {currency.minimum} ({currency.format(currency.minimum)}) for {currency.code}."]}
+                {
+                    "amount": [
+                        serializers.ErrorDetail(
+                            f"At least {currency.minimum} ({currency.format(currency.minimum)}) for {currency.code}.",
+                            code="min_value",
+                        )
+                    ]
+                }
             )
-        if data["amount"] > MAXIMUM_AMOUNT:
-            raise ValidationError({"amount": [f"At most {MAXIMUM_AMOUNT}."]})
         return data
+
+
+CREATE_EXAMPLES = [
+    OpenApiExample(
+        "usd",
+        summary="A $20.00 payment",
+        value={"amount": 2000, "currency": "usd", "description": "Order 1001", "metadata": {"order_id": "1001"}},
+        request_only=True,
+    ),
+    OpenApiExample(
+        "jpy", summary="A ¥500 payment (no minor unit)", value={"amount": 500, "currency": "jpy"}, request_only=True
+    ),
+]
 
 
 class PaymentListCreateView(generics.ListAPIView):
     """The signed-in user's payments, newest first; POST starts a new one."""
 
     serializer_class = PaymentSerializer
+    throttle_scopes = {"POST": "payment_create"}
+    error_codes = {
+        "post": merge_codes(
+            STRIPE_ERROR_CODES,
+            {"409": ["idempotency_key_in_use"], "422": ["idempotency_key_reused"]},
+        )
+    }
 
     @extend_schema(
         parameters=[OpenApiParameter("status", OpenApiTypes.STR, enum=Payment.Status.values)],
@@ -150,7 +256,13 @@ class PaymentListCreateView(generics.ListAPIView):
         wanted = self.request.query_params.get("status")
         if wanted is not None:
             if wanted not in Payment.Status.values:
-                raise ValidationError({"status": [f"One of: {', '.join(Payment.Status.values)}."]})
+                raise ValidationError(
+                    {
+                        "status": [
+                            serializers.ErrorDetail(f"One of: {', '.join(Payment.Status.values)}.", "invalid_choice")
+                        ]
+                    }
+                )
             payments = payments.filter(status=wanted)
         return payments
 
@@ -158,6 +270,7 @@ class PaymentListCreateView(generics.ListAPIView):
         request=PaymentCreateInputSerializer,
         parameters=[IDEMPOTENCY_PARAMETER],
         responses={201: PaymentCreatedSerializer},
+        examples=CREATE_EXAMPLES,
     )
     def post(self, request):
         key = idempotency_key_from(request)
@@ -182,10 +295,10 @@ class PaymentDetailView(APIView):
 
 
 class PaymentCancelView(APIView):
-    @extend_schema(
-        request=None,
-        responses={200: PaymentSerializer, 409: inline_serializer("Conflict", {"detail": serializers.CharField()})},
-    )
+    throttle_scopes = {"POST": "payment_change"}
+    error_codes = {"post": merge_codes(STRIPE_ERROR_CODES, {"409": ["invalid_state"]})}
+
+    @extend_schema(request=None, responses={200: PaymentSerializer})
     def post(self, request, payment_id):
         payment = services.payment_cancel(payment=own_payment(request, payment_id))
         return Response(PaymentSerializer(payment).data)

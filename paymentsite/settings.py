@@ -2,10 +2,14 @@
 Settings for paymentsite, read from the environment (and a `.env` file beside
 manage.py) with django-environ. See the configuration table in the README.
 
-No secret has a default that works in production: with DEBUG off, a missing
-DJANGO_SECRET_KEY or STRIPE_SECRET_KEY stops start-up with ImproperlyConfigured.
+No secret has a default that works in production, and nothing fails open: with
+DEBUG off, a missing, short or `django-insecure-` DJANGO_SECRET_KEY, or a missing
+STRIPE_SECRET_KEY, stops start-up with ImproperlyConfigured; HTTPS is on unless
+SECURE_SSL=false says otherwise; proxy headers are believed only with BEHIND_PROXY.
 """
 
+import re
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -34,6 +38,40 @@ def env_required(name: str, *, dev_default: str | None, debug: bool) -> str:
     )
 
 
+# What `manage.py check --deploy` asks of a secret key (security.W009).
+SECRET_KEY_MIN_LENGTH = 50
+SECRET_KEY_MIN_UNIQUE_CHARACTERS = 5
+
+
+def env_secret_key(name: str, *, dev_default: str, debug: bool) -> str:
+    """Django's secret: with DEBUG off, a long random one, never Django's generated `django-insecure-` kind."""
+    value = env_required(name, dev_default=dev_default, debug=debug)
+    if debug:
+        return value
+    # Never echo the value, only what is wrong with it.
+    if value.startswith("django-insecure-"):
+        raise ImproperlyConfigured(f"{name} is a `django-insecure-` development key: set a random production key.")
+    if len(value) < SECRET_KEY_MIN_LENGTH or len(set(value)) < SECRET_KEY_MIN_UNIQUE_CHARACTERS:
+        raise ImproperlyConfigured(
+            f"{name} is too weak: use at least {SECRET_KEY_MIN_LENGTH} random characters "
+            f"(e.g. python -c 'import secrets; print(secrets.token_urlsafe(64))')."
+        )
+    return value
+
+
+THROTTLE_RATE = re.compile(r"^[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)$")
+
+
+def env_rate(name: str, default: str) -> str | None:
+    """A throttle rate, "N/second|minute|hour|day", or "off" (None)."""
+    value = env.str(name, default=default).strip().lower()
+    if value in ("off", "none", ""):
+        return None
+    if not THROTTLE_RATE.match(value):
+        raise ImproperlyConfigured(f'{name} must be a rate such as "30/minute" or "off", not {value!r}.')
+    return value
+
+
 def env_stripe_key(name: str, prefixes: tuple[str, ...], *, required: bool) -> str:
     value = env.str(name, default="")
     if value and not value.startswith(prefixes):
@@ -46,7 +84,7 @@ def env_stripe_key(name: str, prefixes: tuple[str, ...], *, required: bool) -> s
 
 DEBUG = env.bool("DEBUG", default=False)
 
-SECRET_KEY = env_required(
+SECRET_KEY = env_secret_key(
     "DJANGO_SECRET_KEY",
     dev_default="django-insecure-development-only-key-never-use-in-production",
     debug=DEBUG,
@@ -69,6 +107,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
     "core",
     "payments",
     "refunds",
@@ -83,12 +122,16 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Serves the admin's and the API docs' static files from the app itself: no CDN, no extra server.
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # A NUL in a query string or form reaches admin filters and searches: a 400 before any view.
+    "core.api.RefuseUnstorableInputMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: turns a locked-out sign-in into its page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "paymentsite.urls"
@@ -123,6 +166,10 @@ DATABASES["default"]["OPTIONS"].setdefault("options", f"-c lock_timeout={env.int
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# The throttles' counters, shared by every process and machine: a table in the
+# database (made by core's migration). CACHE_URL names another (redis://...).
+CACHES = {"default": env.cache("CACHE_URL", default="dbcache://paymentsite_cache")}
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -146,17 +193,44 @@ WHITENOISE_USE_FINDERS = True
 
 LOGIN_URL = "/accounts/login/"
 
-# Security headers that `check --deploy` asks for; the HTTPS ones only make sense
-# behind TLS, so they follow one switch that production turns on.
-SECURE_SSL = env.bool("SECURE_SSL", default=False)
+# Security headers that `check --deploy` asks for. The HTTPS ones follow one
+# switch, on unless DEBUG is on or SECURE_SSL=false says the site is not behind TLS.
+SECURE_SSL = env.bool("SECURE_SSL", default=not DEBUG)
 SESSION_COOKIE_SECURE = SECURE_SSL
 CSRF_COOKIE_SECURE = SECURE_SSL
 SECURE_SSL_REDIRECT = SECURE_SSL
+# A load balancer's health check may come over plain HTTP from inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000 if SECURE_SSL else 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_SSL
 SECURE_HSTS_PRELOAD = SECURE_SSL
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if SECURE_SSL else None
+# X-Forwarded-Proto and X-Forwarded-For are anyone's to send: they are believed
+# only when a proxy in front of the site sets them (and drops what clients sent).
+BEHIND_PROXY = env.bool("BEHIND_PROXY", default=False)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if BEHIND_PROXY else None
 X_FRAME_OPTIONS = "DENY"
+
+# --- Sign-in throttling (django-axes) ----------------------------------------
+# The customers' and the admin's sign-in alike: after SIGNIN_FAILURE_LIMIT failures
+# for one account (from anywhere) or from one address (for any account), that
+# account or address is locked for SIGNIN_LOCKOUT_MINUTES; the page says so (429).
+
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_ENABLED = env.bool("SIGNIN_THROTTLING", default=True)
+AXES_FAILURE_LIMIT = env.int("SIGNIN_FAILURE_LIMIT", default=10)
+SIGNIN_LOCKOUT_MINUTES = env.int("SIGNIN_LOCKOUT_MINUTES", default=15)
+if AXES_FAILURE_LIMIT < 1 or SIGNIN_LOCKOUT_MINUTES < 1:
+    raise ImproperlyConfigured("SIGNIN_FAILURE_LIMIT and SIGNIN_LOCKOUT_MINUTES must be at least 1.")
+AXES_COOLOFF_TIME = timedelta(minutes=SIGNIN_LOCKOUT_MINUTES)
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_CLIENT_IP_CALLABLE = "storefront.signin.client_address"
+AXES_LOCKOUT_CALLABLE = "storefront.signin.locked_out"
+AXES_RESET_ON_SUCCESS = True
+# Every sign-in is in Django's own last_login; axes keeps the failures only.
+AXES_DISABLE_ACCESS_LOG = True
 
 # --- Stripe -----------------------------------------------------------------
 
@@ -185,9 +259,26 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["core.api.StrictJSONParser"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "core.schema.AutoSchema",
     "EXCEPTION_HANDLER": "core.api.exception_handler",
+    # JSON only, errors included (no HTML browsable API).
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_THROTTLE_CLASSES": ["core.api.MoneyThrottle"],
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
+}
+
+# Per user, the calls that move money or call Stripe (core.api.MoneyThrottle):
+# "N/second|minute|hour|day", or "off". API_THROTTLING=false turns them all off.
+API_THROTTLING = env.bool("API_THROTTLING", default=True)
+API_THROTTLE_RATES = {
+    # POST /api/payments/
+    "payment_create": env_rate("THROTTLE_PAYMENT_CREATE", "60/minute"),
+    # setup-intent/ and confirm/: card testing tries many cards in a row.
+    "payment_card": env_rate("THROTTLE_PAYMENT_CARD", "20/minute"),
+    # cancel/ (and capture/)
+    "payment_change": env_rate("THROTTLE_PAYMENT_CHANGE", "30/minute"),
+    # POST /api/payments/{id}/refunds/
+    "refund_create": env_rate("THROTTLE_REFUND_CREATE", "30/minute"),
 }
 
 SPECTACULAR_SETTINGS = {

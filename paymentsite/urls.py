@@ -24,3 +24,7 @@ urlpatterns = [
 ]
 
 handler404 = "core.api.api_not_found"
+# Under /api/ every error answers JSON with a `code`, even those Django answers itself.
+handler400 = "core.api.api_bad_request"
+handler403 = "core.api.api_permission_denied"
+handler500 = "core.api.api_server_error"

@@ -5,16 +5,19 @@ Stripe.js to collect the card, and the confirmation of the payment with the
 card it yields. Owner only; anyone else's payment is a 404.
 """
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.api import STRIPE_ERROR_CODES, merge_codes
 from payments import services
 from payments.api import PaymentSerializer, own_payment
 
 # Error bodies: the shared Error schema (core.api.document_errors).
 CONFLICT = OpenApiResponse(description="The payment is paid or canceled, or still being created at Stripe.")
+# Both calls reach Stripe: the card-testing throttle counts them together, per user.
+CARD_ERROR_CODES = {"post": merge_codes(STRIPE_ERROR_CODES, {"409": ["invalid_state"]})}
 
 
 class SetupIntentSerializer(serializers.Serializer):
@@ -23,6 +26,9 @@ class SetupIntentSerializer(serializers.Serializer):
 
 
 class PaymentSetupIntentView(APIView):
+    throttle_scopes = {"POST": "payment_card"}
+    error_codes = CARD_ERROR_CODES
+
     @extend_schema(
         request=None,
         responses={
@@ -51,13 +57,22 @@ class PaymentConfirmedSerializer(PaymentSerializer):
 
 
 class PaymentConfirmView(APIView):
+    throttle_scopes = {"POST": "payment_card"}
+    error_codes = CARD_ERROR_CODES
+
     @extend_schema(
         request=PaymentConfirmInputSerializer,
+        examples=[
+            OpenApiExample(
+                "card", summary="A card from Stripe.js", value={"payment_method": "pm_card_visa"}, request_only=True
+            )
+        ],
         responses={
             200: PaymentConfirmedSerializer,
             404: OpenApiResponse(description="No such payment of yours."),
             409: CONFLICT,
-            502: OpenApiResponse(description="Stripe failed or refused the request (not a decline): retry."),
+            400: OpenApiResponse(description="Bad input, or Stripe refused the request (not a decline)."),
+            502: OpenApiResponse(description="Stripe failed: retry."),
             503: OpenApiResponse(description="Stripe did not answer: retry with the same payment method."),
         },
         description=(

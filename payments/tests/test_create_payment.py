@@ -92,14 +92,22 @@ def test_keys_are_per_user(owner_api, outsider_api, fake_stripe):
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(
-    "key, message",
-    [(None, "This header is required."), ("", "This header is required."), ("k" * 256, "At most 255 characters.")],
+    "key, message, code",
+    [
+        (None, "This header is required.", "required"),
+        ("", "This header is required.", "required"),
+        ("k" * 256, "At most 255 characters.", "max_length"),
+    ],
 )
-def test_missing_or_bad_idempotency_key_is_400(owner_api, fake_stripe, key, message):
+def test_missing_or_bad_idempotency_key_is_400(owner_api, fake_stripe, key, message, code):
     response = create(owner_api, key=key)
 
     assert response.status_code == 400
-    assert response.json() == {"Idempotency-Key": [message]}
+    assert response.json() == {
+        "detail": "The request is not valid: see `errors`.",
+        "code": "invalid",
+        "errors": {"Idempotency-Key": [{"message": message, "code": code}]},
+    }
     assert not Payment.objects.exists()
     assert intents_at_stripe(fake_stripe) == []
 
@@ -111,32 +119,37 @@ def test_longest_key_is_accepted(owner_api, fake_stripe):
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(
-    "change, field",
+    "change, field, code",
     [
-        ({"amount": "2000"}, "amount"),
-        ({"amount": 20.5}, "amount"),
-        ({"amount": 2000.0}, "amount"),
-        ({"amount": True}, "amount"),
-        ({"amount": None}, "amount"),
-        ({"amount": 49}, "amount"),
-        ({"amount": -100}, "amount"),
-        ({"amount": 100_000_000}, "amount"),
-        ({"currency": "gbp", "amount": 29}, "amount"),
-        ({"currency": "jpy", "amount": 49}, "amount"),
-        ({"currency": "xyz"}, "currency"),
-        ({"currency": ""}, "currency"),
-        ({"metadata": {"order": 42}}, "metadata"),
-        ({"metadata": {"nested": {"a": "b"}}}, "metadata"),
-        ({"metadata": ["a"]}, "metadata"),
-        ({"metadata": {"payment_id": "forged"}}, "metadata"),
-        ({"description": "x" * 1001}, "description"),
+        ({"amount": "2000"}, "amount", "invalid"),
+        ({"amount": 20.5}, "amount", "invalid"),
+        ({"amount": 2000.0}, "amount", "invalid"),
+        ({"amount": True}, "amount", "invalid"),
+        ({"amount": None}, "amount", "null"),
+        ({"amount": 49}, "amount", "min_value"),
+        ({"amount": -100}, "amount", "min_value"),
+        ({"amount": 100_000_000}, "amount", "max_value"),
+        ({"currency": "gbp", "amount": 29}, "amount", "min_value"),
+        ({"currency": "jpy", "amount": 49}, "amount", "min_value"),
+        ({"currency": "xyz"}, "currency", "invalid_choice"),
+        ({"currency": ""}, "currency", "invalid_choice"),
+        ({"currency": 840}, "currency", "invalid_choice"),
+        ({"metadata": {"order": 42}}, "metadata", "value_not_a_string"),
+        ({"metadata": {"nested": {"a": "b"}}}, "metadata", "value_not_a_string"),
+        ({"metadata": ["a"]}, "metadata", "not_an_object"),
+        ({"metadata": {"payment_id": "forged"}}, "metadata", "reserved_key"),
+        ({"description": "x" * 1001}, "description", "max_length"),
     ],
 )
-def test_bad_input_is_400_with_field_errors_and_writes_nothing(owner_api, fake_stripe, change, field):
+def test_bad_input_is_400_with_field_errors_and_writes_nothing(owner_api, fake_stripe, change, field, code):
+    """Each field's errors come under `errors`, each with its message and a stable code."""
     response = create(owner_api, body={**BODY, **change})
 
     assert response.status_code == 400
-    assert field in response.json()
+    body = response.json()
+    assert body["code"] == "invalid"
+    assert [error["code"] for error in body["errors"][field]] == [code]
+    assert all(error["message"] for error in body["errors"][field])
     assert not Payment.objects.exists()
     assert intents_at_stripe(fake_stripe) == []
 
@@ -157,6 +170,7 @@ def test_strings_postgresql_cannot_store_are_400_not_500(owner_api, fake_stripe,
 
     assert response.status_code == 400
     assert "JSON parse error" in response.json()["detail"]
+    assert response.json()["code"] == "invalid_character"
     assert not Payment.objects.exists()
     assert intents_at_stripe(fake_stripe) == []
 
@@ -168,6 +182,7 @@ def test_a_form_encoded_body_is_415(owner_api, fake_stripe):
     )
 
     assert response.status_code == 415
+    assert response.json()["code"] == "unsupported_media_type"
     assert not Payment.objects.exists()
 
 
@@ -176,7 +191,7 @@ def test_missing_amount_is_400(owner_api, fake_stripe):
     response = create(owner_api, body={"currency": "usd"})
 
     assert response.status_code == 400
-    assert response.json()["amount"] == ["This field is required."]
+    assert response.json()["errors"]["amount"] == [{"message": "This field is required.", "code": "required"}]
 
 
 @pytest.mark.django_db
@@ -322,12 +337,14 @@ def test_two_simultaneous_requests_with_one_key_make_one_payment(owner, fake_str
 
 
 @pytest.mark.django_db
-def test_stripe_refusal_leaves_nothing_behind(owner_api, fake_stripe, settings):
-    """A definite refusal from Stripe (here: a bad key) answers 502 and keeps no half-made payment."""
+def test_stripe_refusing_our_key_leaves_nothing_behind(owner_api, fake_stripe, settings):
+    """Stripe refuses our own key (401): a 502 that is ours, not a retry hint, and no half-made payment."""
     settings.STRIPE_SECRET_KEY = "sk_x"  # localstripe refuses keys this short
 
     response = create(owner_api, key=str(uuid.uuid4()))
 
     assert response.status_code == 502
+    assert response.json()["code"] == "stripe_refused"
     assert "Stripe refused" in response.json()["detail"]
+    assert "retry" not in response.json()["detail"].lower()
     assert not Payment.objects.exists()

@@ -45,7 +45,7 @@ def test_list_rejects_an_unknown_status(owner_api):
     response = owner_api.get("/api/payments/", {"status": "paid"})
 
     assert response.status_code == 400
-    assert "status" in response.json()
+    assert response.json()["errors"]["status"][0]["code"] == "invalid_choice"
 
 
 @pytest.mark.django_db

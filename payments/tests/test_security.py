@@ -11,7 +11,7 @@ from django.db import connection
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from devkit.siteserver import TEST_STRIPE_KEY, TEST_WEBHOOK_SECRET, SiteServer
+from devkit.siteserver import TEST_SECRET_KEY, TEST_STRIPE_KEY, TEST_WEBHOOK_SECRET, SiteServer
 from payments.models import Payment
 from payments.tests.test_site import ROOT, run_django_env
 from refunds.tests.factories import paid_payment_at_stripe
@@ -141,7 +141,7 @@ def test_a_full_run_logs_no_secret(site_logging_everything, owner, owner_api, st
         TEST_STRIPE_KEY,
         settings.STRIPE_WEBHOOK_SECRET,
         TEST_WEBHOOK_SECRET,
-        "siteserver-not-a-production-key",
+        TEST_SECRET_KEY,
         created["client_secret"],
         owner_token,
         staff_token,

@@ -99,7 +99,10 @@ def run_django(env_changes):
     )
 
 
-PRODUCTION_SECRETS = {"DJANGO_SECRET_KEY": "a-real-secret", "STRIPE_SECRET_KEY": "sk_live_realkey"}
+PRODUCTION_SECRETS = {
+    "DJANGO_SECRET_KEY": "a-real-secret-Jx8#qL2!vR9@tZ4$wM7^pN3&hS6*kD5(fG1)bC0-yA+uE=",
+    "STRIPE_SECRET_KEY": "sk_live_realkey",
+}
 
 
 @pytest.mark.parametrize("missing", ["DJANGO_SECRET_KEY", "STRIPE_SECRET_KEY"])

@@ -13,6 +13,11 @@ from refunds.tests.factories import request_refund as refund
 from refunds.tests.invariants import assert_refund_invariants
 
 
+def invalid(errors):
+    """The answer to bad input: each field's errors under `errors`, each with its code."""
+    return {"detail": "The request is not valid: see `errors`.", "code": "invalid", "errors": errors}
+
+
 @pytest.fixture
 def payment(owner):
     """A paid payment; these answers come before any Stripe call, so none is made at Stripe."""
@@ -21,22 +26,22 @@ def payment(owner):
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(
-    "amount, message",
+    "amount, message, code",
     [
-        (-100, "Ensure this value is greater than or equal to 1."),
-        (0, "Ensure this value is greater than or equal to 1."),
-        (12.5, "A whole number of minor units is required (e.g. 2000 for $20.00)."),
-        (1000.0, "A whole number of minor units is required (e.g. 2000 for $20.00)."),
-        ("1000", "A whole number of minor units is required (e.g. 2000 for $20.00)."),
-        (True, "A whole number of minor units is required (e.g. 2000 for $20.00)."),
-        (None, "This field may not be null."),
+        (-100, "Ensure this value is greater than or equal to 1.", "min_value"),
+        (0, "Ensure this value is greater than or equal to 1.", "min_value"),
+        (12.5, "A whole number of minor units is required (e.g. 2000 for $20.00).", "invalid"),
+        (1000.0, "A whole number of minor units is required (e.g. 2000 for $20.00).", "invalid"),
+        ("1000", "A whole number of minor units is required (e.g. 2000 for $20.00).", "invalid"),
+        (True, "A whole number of minor units is required (e.g. 2000 for $20.00).", "invalid"),
+        (None, "This field may not be null.", "null"),
     ],
 )
-def test_an_amount_that_is_not_a_positive_integer_is_400(staff_api, payment, amount, message):
+def test_an_amount_that_is_not_a_positive_integer_is_400(staff_api, payment, amount, message, code):
     response = refund(staff_api, payment.id, {"amount": amount})
 
     assert response.status_code == 400
-    assert response.json() == {"amount": [message]}
+    assert response.json() == invalid({"amount": [{"message": message, "code": code}]})
     assert not Refund.objects.exists()
     assert_refund_invariants(payment)
 
@@ -65,19 +70,21 @@ def test_an_unknown_reason_is_400(staff_api, payment):
     response = refund(staff_api, payment.id, {"amount": 100, "reason": "changed_my_mind"})
 
     assert response.status_code == 400
-    assert response.json() == {"reason": ['"changed_my_mind" is not a valid choice.']}
+    assert response.json() == invalid(
+        {"reason": [{"message": '"changed_my_mind" is not a valid choice.', "code": "invalid_choice"}]}
+    )
 
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(
-    "key, message",
-    [(None, "This header is required."), ("k" * 256, "At most 255 characters.")],
+    "key, message, code",
+    [(None, "This header is required.", "required"), ("k" * 256, "At most 255 characters.", "max_length")],
 )
-def test_a_missing_or_bad_idempotency_key_is_400(staff_api, payment, key, message):
+def test_a_missing_or_bad_idempotency_key_is_400(staff_api, payment, key, message, code):
     response = refund(staff_api, payment.id, {"amount": 100}, key=key)
 
     assert response.status_code == 400
-    assert response.json() == {"Idempotency-Key": [message]}
+    assert response.json() == invalid({"Idempotency-Key": [{"message": message, "code": code}]})
     assert not Refund.objects.exists()
 
 

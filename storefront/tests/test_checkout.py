@@ -216,13 +216,18 @@ def test_confirm_when_stripe_fails_is_502_and_leaves_the_payment_as_it_was(owner
 
 
 @pytest.mark.django_db
-def test_confirm_with_an_unknown_payment_method_is_502_not_a_decline(owner_api, fake_stripe):
-    """Stripe refuses the request itself (no such PaymentMethod): an error, not a declined card."""
+def test_confirm_with_an_unknown_payment_method_is_400_not_a_decline(owner_api, fake_stripe):
+    """
+    Stripe refuses the request itself (no such PaymentMethod): a definite refusal
+    of the caller's input, 400 with a code (never a "retry" 502), not a declined card.
+    """
     payment = create_payment(owner_api, "checkout-1", amount=2400)
 
     response = confirm(owner_api, payment, "pm_doesnotexist")
 
-    assert response.status_code == 502
+    assert response.status_code == 400
+    assert response.json()["code"] == "stripe_invalid_request"
+    assert "retry" not in response.json()["detail"].lower()
     payment.refresh_from_db()
     assert payment.status != Payment.Status.FAILED
     assert payment.failure_message == ""
@@ -236,7 +241,7 @@ def test_confirm_needs_a_payment_method_id(owner_api, owner, payment_method, fak
     response = confirm(owner_api, payment, payment_method)
 
     assert response.status_code == 400
-    assert "payment_method" in response.json()
+    assert response.json()["errors"]["payment_method"][0]["code"] in ("invalid", "required", "blank", "null")
 
 
 @pytest.mark.django_db

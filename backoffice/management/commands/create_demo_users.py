@@ -10,6 +10,11 @@ DEMO_PASSWORD = "paymentsite-demo"
 class Command(BaseCommand):
     help = "Create (or reset) the demo staff user and the demo storefront user with an API token. DEBUG only."
 
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--site-url", default="http://127.0.0.1:8000", help="where the site runs (make run passes its PORT)"
+        )
+
     def handle(self, *args, **options):
         if not settings.DEBUG:
             raise CommandError("Demo users have known passwords: this command only runs with DEBUG on.")
@@ -26,11 +31,12 @@ class Command(BaseCommand):
         shop.save()
         token, _ = Token.objects.get_or_create(user=shop)
 
+        site = options["site_url"].rstrip("/")
         self.stdout.write(
             "Demo users (development only):\n"
-            f"  staff:      support / {DEMO_PASSWORD}  -> http://127.0.0.1:8000/admin/\n"
+            f"  staff:      support / {DEMO_PASSWORD}  -> {site}/admin/\n"
             f"  storefront: shop / {DEMO_PASSWORD}, API token {token.key}\n"
-            "  try: curl -s -X POST http://127.0.0.1:8000/api/payments/ \\\n"
+            f"  try: curl -s -X POST {site}/api/payments/ \\\n"
             f"        -H 'Authorization: Token {token.key}' -H 'Idempotency-Key: demo-1' \\\n"
             '        -H \'Content-Type: application/json\' -d \'{"amount": 2000, "currency": "usd"}\''
         )
