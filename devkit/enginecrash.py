@@ -11,7 +11,7 @@ It runs on a PostgreSQL cluster of its own (it is restarted: never the machine's
 shared one) and a local Stripe of its own, in a process of its own that sets
 Django up on that cluster, and prints its figures (as JSON with `--json`):
 
-    python -m devkit.enginecrash [--payments 12] [--copies 3] [--json]
+    python -m devkit.enginecrash [--payments 12] [--copies 3] [--gunicorn-workers 2] [--json]
 
 The suite runs it small (webhooks/tests/test_engine_crash.py); `python -m
 benchmarks.crashes --scenario worker-storm` at full size (BENCHMARKS.md).
@@ -30,6 +30,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import psycopg
@@ -59,6 +60,8 @@ class EngineCrashRun:
     worker_restarts: int = 0
     database_restarts: int = 0
     database_down_seconds: float = 0.0
+    # Cluster, schema, local Stripe, payments, servers and workers, before the first post.
+    setup_seconds: float = 0.0
     delivery_seconds: float = 0.0
     # From the end of the deliveries until no event was pending.
     drain_seconds: float = 0.0
@@ -70,6 +73,7 @@ class EngineCrashRun:
 def run(*, payments: int = 12, copies: int = 3, concurrency: int = 8, gunicorn_workers: int = 2) -> EngineCrashRun:
     """Set up the private cluster, the local Stripe, two servers and two workers, run the storm through the crashes."""
     result = EngineCrashRun()
+    started = time.perf_counter()
     with contextlib.ExitStack() as stack:
         cluster = stack.enter_context(PrivateCluster.start())
         database_url = cluster.url(DATABASE)
@@ -98,11 +102,14 @@ def run(*, payments: int = 12, copies: int = 3, concurrency: int = 8, gunicorn_w
         customer, _ = User.objects.get_or_create(username="engine-crash-customer")
         bodies, plan = storm_prepare(payments=payments, user=customer)
         common = {"database_name": DATABASE, "stripe_api_base": fake_stripe.api_base, "database_url": database_url}
-        sites = [stack.enter_context(SiteServer.start(workers=gunicorn_workers, **common)) for _ in range(2)]
         workers = [
             stack.enter_context(JobWorker.start(supervise=True, extra_env=WORKER_ENV, wait=False, **common))
             for _ in range(2)
         ]
+        # Both servers start at once (each waits for its /healthz), while the workers start too.
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            starting = [pool.submit(SiteServer.start, workers=gunicorn_workers, **common) for _ in range(2)]
+            sites = [stack.enter_context(future.result()) for future in starting]
         for worker in workers:
             worker.wait_until_ready()
 
@@ -128,6 +135,7 @@ def run(*, payments: int = 12, copies: int = 3, concurrency: int = 8, gunicorn_w
                     time.sleep(0.1)
             result.workers_killed += 1
 
+        result.setup_seconds = time.perf_counter() - started
         crash_thread = threading.Thread(target=crash, daemon=True)
         crash_thread.start()
         delivery = deliver([site.url for site in sites], bodies, copies=copies, concurrency=concurrency, seed=7)
@@ -154,9 +162,15 @@ def main() -> None:
     parser.add_argument("--payments", type=int, default=12, help="payments, ten events each (default 12)")
     parser.add_argument("--copies", type=int, default=3, help="deliveries of every event (default 3)")
     parser.add_argument("--concurrency", type=int, default=8, help="client threads (default 8)")
+    parser.add_argument("--gunicorn-workers", type=int, default=2, help="gunicorn workers per server (default 2)")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     args = parser.parse_args()
-    result = run(payments=args.payments, copies=args.copies, concurrency=args.concurrency)
+    result = run(
+        payments=args.payments,
+        copies=args.copies,
+        concurrency=args.concurrency,
+        gunicorn_workers=args.gunicorn_workers,
+    )
     if args.json:
         print(json.dumps(dataclasses.asdict(result)))
     else:

@@ -162,11 +162,24 @@ class JobWorker(ServerProcess):
     def pid(self) -> int:
         return self.process.pid
 
-    def kill(self) -> int:
-        """SIGKILL the worker, as a crash would: its running jobs stay `doing` until recovered. Answers the pid."""
-        pid = self.process.pid
-        os.kill(pid, signal.SIGKILL)
-        return pid
+    def kill(self, *, timeout: float = 30.0) -> int:
+        """
+        SIGKILL the worker, as a crash would: its running jobs stay `doing` until
+        recovered. Answers the pid. A supervised worker that has just exited (its
+        database went away) is killed once its supervisor has started it again.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            process = self.process
+            if process.poll() is None:
+                try:
+                    os.kill(process.pid, signal.SIGKILL)
+                    return process.pid
+                except ProcessLookupError:
+                    pass
+            if time.monotonic() > deadline:
+                raise JobWorkerError(f"no running worker to kill within {timeout} s:\n{self.log_tail()}")
+            time.sleep(0.05)
 
     def stop(self, keep_log: bool = False) -> None:
         self._stopping.set()

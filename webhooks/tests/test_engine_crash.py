@@ -16,7 +16,7 @@ from devkit.processes import PROJECT_ROOT
 
 def test_workers_killed_and_the_database_restarted_mid_storm_lose_nothing_and_apply_nothing_twice():
     finished = subprocess.run(
-        [sys.executable, "-m", "devkit.enginecrash", "--payments", "12", "--json"],
+        [sys.executable, "-m", "devkit.enginecrash", "--payments", "12", "--gunicorn-workers", "1", "--json"],
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
