@@ -3,4 +3,10 @@ The support desk's admin registrations, one module per area; Django's autodiscov
 imports this module, which imports them.
 """
 
+from django.contrib import admin
+
 from backoffice import admin_notifications, admin_payments, admin_refunds, admin_webhooks  # noqa: F401
+
+admin.site.site_header = "paymentsite back-office"
+admin.site.site_title = "paymentsite back-office"
+admin.site.index_title = "Support desk"

@@ -7,8 +7,9 @@ from django.contrib import admin
 from django.utils import timezone
 from django.utils.text import Truncator
 
-from backoffice.admin_payments import payments_by_intent, refund_origin, status_badge
+from backoffice.admin_payments import payments_by_intent, refund_origin
 from backoffice.dashboard import STUCK_AFTER
+from backoffice.display import status_badge, when
 from core.admin_helpers import EstimatedCountPaginator, ViewOnly, admin_link, search_by_identifiers
 from payments.currencies import format_amount
 from refunds.models import Refund
@@ -52,12 +53,12 @@ class RefundAdmin(ViewOnly, admin.ModelAdmin):
         "origin",
         "reason",
         "short_note",
-        "created_at",
+        "created",
     )
     list_filter = ("status", StuckFilter, OriginFilter, "reason", "created_at")
     show_facets = admin.ShowFacets.NEVER
     list_select_related = ("payment", "created_by")
-    sortable_by = ("created_at",)
+    sortable_by = ("created",)
     search_fields = ("=id", "=stripe_refund_id", "=payment__id", "=payment__stripe_payment_intent_id")
     search_help_text = "Exact match: the refund id, Stripe's refund id (re_…), our payment id or the PaymentIntent id."
     show_full_result_count = False
@@ -74,8 +75,8 @@ class RefundAdmin(ViewOnly, admin.ModelAdmin):
         "origin",
         "failure_reason",
         "idempotency_key",
-        "created_at",
-        "updated_at",
+        "created",
+        "updated",
     )
 
     def get_queryset(self, request):
@@ -93,7 +94,7 @@ class RefundAdmin(ViewOnly, admin.ModelAdmin):
 
     @admin.display(description="Status")
     def status_display(self, obj):
-        return status_badge(obj.status)
+        return status_badge(obj.status, "refund")
 
     @admin.display(description="Payment")
     def payment_link(self, obj):
@@ -110,3 +111,11 @@ class RefundAdmin(ViewOnly, admin.ModelAdmin):
     @admin.display(description="Note")
     def short_note(self, obj):
         return Truncator(obj.note).chars(60)
+
+    @admin.display(description="Created", ordering="created_at")
+    def created(self, obj):
+        return when(obj.created_at)
+
+    @admin.display(description="Last changed")
+    def updated(self, obj):
+        return when(obj.updated_at)

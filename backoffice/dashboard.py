@@ -31,6 +31,8 @@ STUCK_AFTER = timedelta(hours=1)
 # An authorization expiring this soon must be captured (or voided) now.
 EXPIRING_WITHIN = timedelta(hours=24)
 EXPIRING_LISTED = 20
+# An open dispute whose evidence is due this soon needs an answer in Stripe now.
+EVIDENCE_DUE_WITHIN = timedelta(days=7)
 OUTCOMES = Payment.PAID | {Payment.Status.FAILED, Payment.Status.CANCELED}
 
 

@@ -150,6 +150,8 @@ class Payment(models.Model):
             # customer_email__iexact is UPPER(customer_email) = UPPER(...) on PostgreSQL.
             models.Index(Upper("customer_email"), name="payment_customer_email_upper"),
             models.Index(fields=["card_last4"], name="payment_card_last4"),
+            # The support desk's search by amount ("24.00").
+            models.Index(fields=["amount"], name="payment_amount"),
             # The authorizations that expire soon (the dashboard), without scanning the paid ones.
             models.Index(
                 fields=["capture_before"],
