@@ -67,18 +67,11 @@ def payment_timeline(payment: Payment) -> list[Entry]:
     if payment.stripe_payment_intent_id:
         events = WebhookEvent.objects.filter(Q(payment=payment) | Q(object_id=payment.stripe_payment_intent_id))
     for event in events.order_by("-received_at")[:PER_SOURCE]:
-        detail = event.outcome if event.outcome != WebhookEvent.Outcome.PROCESSED else ""
-        if event.error:
-            detail = f"{event.outcome}: {event.error[:200]}"
+        detail = event.stripe_event_id
+        if event.outcome != WebhookEvent.Outcome.PROCESSED:
+            detail += f" ({event.outcome}{': ' + event.error[:200] if event.error else ''})"
         entries.append(
-            Entry(
-                at=event.received_at,
-                kind="Stripe event",
-                text=event.type,
-                detail=detail,
-                url=admin_url(event),
-                stripe_url=None,
-            )
+            Entry(at=event.received_at, kind="Stripe event", text=event.type, detail=detail, url=admin_url(event))
         )
 
     refunds = payment.refunds.select_related("created_by").order_by("-created_at")[:PER_SOURCE]

@@ -69,7 +69,7 @@ def test_the_buttons_show_for_an_authorized_payment_and_staff_who_may_capture(de
     body = desk.get(page(authorized)).content.decode()
 
     assert "Capture…" in body and "Void…" in body
-    assert "$100.00" in body and "visa •••• 4242" in body
+    assert "$100.00" in body and "Visa •••• 4242" in body
 
 
 @pytest.mark.django_db
