@@ -1,14 +1,18 @@
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
 from django.core.management.base import BaseCommand, CommandError
 from rest_framework.authtoken.models import Token
+
+from backoffice.roles import FINANCE, SUPPORT, ensure_desk_groups
 
 DEMO_PASSWORD = "paymentsite-demo"
 
 
 class Command(BaseCommand):
-    help = "Create (or reset) the demo staff user and the demo storefront user with an API token. DEBUG only."
+    help = (
+        "Create (or reset) the demo desk users (support in the Support group, finance in Finance, an operator "
+        "superuser) and the demo storefront user with an API token; make the desk's groups. DEBUG only."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument(
@@ -20,11 +24,20 @@ class Command(BaseCommand):
             raise CommandError("Demo users have known passwords: this command only runs with DEBUG on.")
         User = get_user_model()
 
-        staff, _ = User.objects.get_or_create(username="support", defaults={"email": "support@example.com"})
-        staff.is_staff = staff.is_superuser = True
-        staff.set_password(DEMO_PASSWORD)
-        staff.save()
-        staff.user_permissions.add(Permission.objects.get(codename="add_refund", content_type__app_label="refunds"))
+        groups = ensure_desk_groups()
+        desk_users = (
+            ("support", groups[SUPPORT], False),
+            ("finance", groups[FINANCE], False),
+            ("operator", None, True),
+        )
+        for username, group, superuser in desk_users:
+            user, _ = User.objects.get_or_create(username=username, defaults={"email": f"{username}@example.com"})
+            user.is_staff = True
+            user.is_superuser = superuser
+            user.set_password(DEMO_PASSWORD)
+            user.save()
+            user.user_permissions.clear()
+            user.groups.set([group] if group else [])
 
         shop, _ = User.objects.get_or_create(username="shop", defaults={"email": "shop@example.com"})
         shop.set_password(DEMO_PASSWORD)
@@ -34,7 +47,10 @@ class Command(BaseCommand):
         site = options["site_url"].rstrip("/")
         self.stdout.write(
             "Demo users (development only):\n"
-            f"  staff:      support / {DEMO_PASSWORD}  -> {site}/admin/\n"
+            f"  support desk ({site}/admin/):\n"
+            f"    support  / {DEMO_PASSWORD}  (Support group: find payments, refund, capture)\n"
+            f"    finance  / {DEMO_PASSWORD}  (Finance group: read payments and the books)\n"
+            f"    operator / {DEMO_PASSWORD}  (superuser: users, groups, endpoints, jobs)\n"
             f"  storefront: shop / {DEMO_PASSWORD}, API token {token.key}\n"
             f"  try: curl -s -X POST {site}/api/payments/ \\\n"
             f"        -H 'Authorization: Token {token.key}' -H 'Idempotency-Key: demo-1' \\\n"
