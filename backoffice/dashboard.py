@@ -1,6 +1,7 @@
 """
-The support desk's dashboard (`/admin/payments/payment/dashboard/`): paid volume per day,
-success and refund rates, and what needs attention.
+The support desk's dashboard (`/admin/payments/payment/dashboard/`): gross, refunded
+and net volume (net also less what lost disputes took), paid volume per day, the
+success rate and the refund rate by amount, and what needs attention.
 """
 
 from dataclasses import dataclass
@@ -54,9 +55,11 @@ class DashboardFigures:
     currency: str
     currencies: list[str]
     bars: list[Bar]
+    # What paid payments created in the window received (captured), in `currency`'s minor units.
     volume: int
     paid: int
     with_outcome: int
+    # Paid payments refunded in part or in full (a count).
     refunded: int
     failed_webhooks: int
     stuck_refunds: int
@@ -70,6 +73,12 @@ class DashboardFigures:
     books_mismatches: int
     # Storefront endpoints whose every delivery fails (those disabled for it included).
     failing_endpoints: int = 0
+    # Of the same payments, in the same unit: what succeeded refunds gave back, and what
+    # disputes lost for good (`lost`: the cardholder kept the disputed amount) took.
+    refunded_volume: int = 0
+    disputes_lost_volume: int = 0
+    # Open disputes whose evidence is due within EVIDENCE_DUE_WITHIN.
+    evidence_due: int = 0
 
     @property
     def success_rate(self) -> float | None:
@@ -77,9 +86,19 @@ class DashboardFigures:
         return self.paid / self.with_outcome if self.with_outcome else None
 
     @property
+    def gross_volume(self) -> int:
+        """What paid payments received (captured), in minor units of `currency`."""
+        return self.volume
+
+    @property
+    def net_volume(self) -> int:
+        """Gross, less succeeded refunds, less disputes lost (minor units of `currency`)."""
+        return self.volume - self.refunded_volume - self.disputes_lost_volume
+
+    @property
     def refund_rate(self) -> float | None:
-        """Paid payments that were refunded, in part or in full."""
-        return self.refunded / self.paid if self.paid else None
+        """The share of the gross volume that refunds gave back (by amount, not by count)."""
+        return self.refunded_volume / self.volume if self.volume else None
 
 
 CHART = {"width": 760, "height": 220, "left": 80, "right": 40, "bottom": 24, "top": 10}
@@ -98,11 +117,17 @@ def dashboard_figures(*, now: datetime, currency: str | None = None) -> Dashboar
         Payment.objects.filter(created_at__gte=start)
         .annotate(day=TruncDate("created_at"))
         .values("day", "currency", "status")
-        .annotate(count=Count("pk"), total=Sum("amount"), refunded=Count("pk", filter=Q(refunded_amount__gt=0)))
+        .annotate(
+            count=Count("pk"),
+            total=Sum("amount_received"),
+            refunded_total=Sum("refunded_amount"),
+            refunded=Count("pk", filter=Q(refunded_amount__gt=0)),
+        )
         .order_by()
     )
     expiring = expiring_authorizations(now=now)
     paid_per_currency: dict[str, int] = {}
+    refunded_per_currency: dict[str, int] = {}
     per_day: dict[tuple[date, str], list[int]] = {}
     paid = with_outcome = refunded = 0
     for row in rows:
@@ -112,6 +137,9 @@ def dashboard_figures(*, now: datetime, currency: str | None = None) -> Dashboar
             paid += row["count"]
             refunded += row["refunded"]
             paid_per_currency[row["currency"]] = paid_per_currency.get(row["currency"], 0) + row["count"]
+            refunded_per_currency[row["currency"]] = (
+                refunded_per_currency.get(row["currency"], 0) + row["refunded_total"]
+            )
             day = per_day.setdefault((row["day"], row["currency"]), [0, 0])
             day[0] += row["count"]
             day[1] += row["total"]
@@ -128,6 +156,12 @@ def dashboard_figures(*, now: datetime, currency: str | None = None) -> Dashboar
         paid=paid,
         with_outcome=with_outcome,
         refunded=refunded,
+        refunded_volume=refunded_per_currency.get(currency, 0),
+        disputes_lost_volume=Dispute.objects.filter(
+            status=Dispute.Status.LOST, payment__currency=currency, payment__created_at__gte=start
+        ).aggregate(total=Sum("amount"))["total"]
+        or 0,
+        evidence_due=evidence_due_disputes(now=now).count(),
         failed_webhooks=WebhookEvent.objects.filter(outcome=WebhookEvent.Outcome.FAILED).count(),
         stuck_refunds=Refund.objects.filter(status=Refund.Status.PENDING, created_at__lt=now - STUCK_AFTER).count(),
         open_disputes=Dispute.objects.filter(status__in=Dispute.OPEN_STATUSES).count(),
@@ -143,6 +177,11 @@ def dashboard_figures(*, now: datetime, currency: str | None = None) -> Dashboar
 def expiring_authorizations(*, now: datetime):
     """Authorized payments to capture before `now` + EXPIRING_WITHIN (a partial index on capture_before)."""
     return Payment.objects.filter(status=Payment.Status.REQUIRES_CAPTURE, capture_before__lt=now + EXPIRING_WITHIN)
+
+
+def evidence_due_disputes(*, now: datetime):
+    """Open disputes whose evidence is due before `now` + EVIDENCE_DUE_WITHIN (Stripe's evidence_details.due_by)."""
+    return Dispute.objects.filter(status__in=Dispute.OPEN_STATUSES, evidence_due_by__lt=now + EVIDENCE_DUE_WITHIN)
 
 
 def chart_bars(days: list[date], per_day: dict[date, list[int]], currency: str) -> list[Bar]:
@@ -189,8 +228,10 @@ def percent(rate: float | None) -> str:
     return "—" if rate is None else f"{rate:.1%}"
 
 
-def admin_list_url(model, query: dict) -> str | None:
-    """The filtered admin list of `model`; None when this site has no admin for it."""
+def admin_list_url(model, query: dict, user=None) -> str | None:
+    """The filtered admin list of `model`; None when this site has no admin for it, or `user` may not view it."""
+    if user is not None and not user.has_perm(f"{model._meta.app_label}.view_{model._meta.model_name}"):
+        return None
     try:
         url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
     except NoReverseMatch:
@@ -206,6 +247,10 @@ class DashboardView(View):
     def get(self, request):
         if not self.model_admin.has_view_permission(request):
             raise PermissionDenied
+
+        def list_url(model, query: dict) -> str | None:
+            return admin_list_url(model, query, request.user)
+
         figures = dashboard_figures(now=timezone.now(), currency=request.GET.get("currency"))
         highest = max((bar.total for bar in figures.bars), default=0)
         plot_height = CHART["height"] - CHART["bottom"] - CHART["top"]
@@ -230,6 +275,11 @@ class DashboardView(View):
                 "day_labels": [bar for n, bar in enumerate(figures.bars) if n % 5 == 0 or n == DASHBOARD_DAYS - 1],
             },
             "volume": format_amount(figures.volume, figures.currency),
+            "refunded_volume": format_amount(figures.refunded_volume, figures.currency),
+            "disputes_lost_volume": format_amount(figures.disputes_lost_volume, figures.currency),
+            "net_volume": format_amount(figures.net_volume, figures.currency),
+            "evidence_due_url": list_url(Dispute, {"due": "soon"}),
+            "lost_disputes_url": list_url(Dispute, {"status__exact": Dispute.Status.LOST}),
             "success_rate": percent(figures.success_rate),
             "refund_rate": percent(figures.refund_rate),
             "paid_url": admin_list_url(
@@ -246,15 +296,15 @@ class DashboardView(View):
                     "created_at__gte": since,
                 },
             ),
-            "failed_webhooks_url": admin_list_url(WebhookEvent, {"outcome__exact": WebhookEvent.Outcome.FAILED}),
-            "pending_webhooks_url": admin_list_url(WebhookEvent, {"outcome__exact": WebhookEvent.Outcome.PENDING}),
-            "pending_jobs_url": admin_list_url(ProcrastinateJob, {"status__in": "todo,doing"}),
-            "failed_jobs_url": admin_list_url(ProcrastinateJob, {"status__exact": "failed"}),
+            "failed_webhooks_url": list_url(WebhookEvent, {"outcome__exact": WebhookEvent.Outcome.FAILED}),
+            "pending_webhooks_url": list_url(WebhookEvent, {"outcome__exact": WebhookEvent.Outcome.PENDING}),
+            "pending_jobs_url": list_url(ProcrastinateJob, {"status__in": "todo,doing"}),
+            "failed_jobs_url": list_url(ProcrastinateJob, {"status__exact": "failed"}),
             "oldest_pending_job": waited(figures.jobs.oldest_pending_seconds),
-            "stuck_refunds_url": admin_list_url(Refund, {"stuck": "yes"}),
-            "open_disputes_url": admin_list_url(Dispute, {"open": "yes"}),
-            "expiring_url": admin_list_url(Payment, {"capture": "expiring"}),
-            "mismatches_url": admin_list_url(Payment, {"capture": "mismatch"}),
+            "stuck_refunds_url": list_url(Refund, {"stuck": "yes"}),
+            "open_disputes_url": list_url(Dispute, {"open": "yes"}),
+            "expiring_url": list_url(Payment, {"capture": "expiring"}),
+            "mismatches_url": list_url(Payment, {"capture": "mismatch"}),
             "expiring": [
                 {
                     "payment": payment,
@@ -263,6 +313,6 @@ class DashboardView(View):
                 }
                 for payment in figures.expiring
             ],
-            "failing_endpoints_url": admin_list_url(Endpoint, {"failing": "yes"}),
+            "failing_endpoints_url": list_url(Endpoint, {"failing": "yes"}),
         }
         return TemplateResponse(request, "admin/payments/dashboard.html", context)

@@ -56,9 +56,11 @@ def test_figures_on_a_known_data_set(known_data):
     assert figures.with_outcome == 4 + 3 + 2
     assert figures.success_rate == 7 / 9
     assert figures.refunded == 1
-    assert figures.refund_rate == 1 / 7
     assert figures.currency == "usd"
     assert figures.volume == 2000 + 3000 + 4000 + 3 * 2000
+    # By amount: $5.00 refunded of $150.00 received, not 1 payment of 7.
+    assert figures.refunded_volume == 500
+    assert figures.refund_rate == 500 / 15000
     assert len(figures.bars) == 30
     assert sum(bar.total for bar in figures.bars) == figures.volume
     assert (figures.failed_webhooks, figures.stuck_refunds, figures.open_disputes) == (2, 1, 2)
@@ -83,7 +85,8 @@ def test_dashboard_page_draws_the_chart_on_the_server(client, support_viewer, kn
     assert "<svg" in body and body.count('class="bar"') == 30
     assert "<script" not in body.split("<!-- Content -->")[1]
     assert "$150.00" in body  # the usd volume
-    assert "77.8%" in body and "14.3%" in body
+    assert "77.8%" in body and "3.3%" in body
+    assert "$145.00" in body  # net: $150.00 less the $5.00 refunded
 
 
 @pytest.mark.django_db
@@ -146,3 +149,80 @@ def test_the_dashboard_links_to_the_waiting_events_and_the_failed_jobs(client, s
     assert [job.id for job in failed_jobs.context["cl"].result_list] == [queued_work]
     waiting = client.get(response.context["pending_webhooks_url"])
     assert len(waiting.context["cl"].result_list) == 3
+
+
+@pytest.mark.django_db
+def test_a_small_refund_of_a_payment_is_a_small_refund_rate():
+    """A $5.50 refund of a $24.00 payment is a 22.9% refund rate, not 100%."""
+    payment = PaidPaymentFactory(amount=2400, created_at=timezone.now() - timedelta(minutes=1))
+    payment.set_refunded_amount(550)
+    payment.save()
+
+    figures = dashboard_figures(now=timezone.now())
+
+    assert figures.refund_rate == 550 / 2400
+    assert (figures.volume, figures.refunded_volume, figures.net_volume) == (2400, 550, 1850)
+
+
+@pytest.mark.django_db
+def test_net_volume_is_gross_less_refunds_less_lost_disputes(client, support_viewer):
+    """Money a lost dispute took is out of the net; won and open disputes are not."""
+    recent = timezone.now() - timedelta(minutes=1)
+    lost_on = PaidPaymentFactory(amount=10_000, created_at=recent)
+    won_on = PaidPaymentFactory(amount=5000, created_at=recent)
+    refunded = PaidPaymentFactory(amount=3000, created_at=recent)
+    refunded.set_refunded_amount(1000)
+    refunded.save()
+    Dispute.objects.create(stripe_dispute_id="dp_lost", payment=lost_on, amount=10_000, status="lost")
+    Dispute.objects.create(stripe_dispute_id="dp_won", payment=won_on, amount=5000, status="won")
+    Dispute.objects.create(stripe_dispute_id="dp_open", payment=won_on, amount=5000, status="needs_response")
+    # Another currency's lost dispute is not in the usd figures.
+    Dispute.objects.create(
+        stripe_dispute_id="dp_eur",
+        payment=PaidPaymentFactory(amount=700, currency="eur", created_at=recent),
+        amount=700,
+        status="lost",
+    )
+
+    figures = dashboard_figures(now=timezone.now(), currency="usd")
+
+    assert figures.volume == 18_000
+    assert figures.disputes_lost_volume == 10_000
+    assert figures.net_volume == 18_000 - 1000 - 10_000
+    client.force_login(support_viewer)
+    body = client.get(DASHBOARD, {"currency": "usd"}).content.decode()
+    assert "$70.00" in body and "&minus;$100.00" in body
+
+
+@pytest.mark.django_db
+def test_disputes_with_evidence_due_within_7_days_link_to_their_list(client, support_viewer):
+    payment = PaidPaymentFactory()
+    now = timezone.now()
+    for name, status, due_in in [
+        ("dp_soon", "needs_response", timedelta(days=2)),
+        ("dp_later", "needs_response", timedelta(days=9)),
+        ("dp_closed", "won", timedelta(days=1)),
+        ("dp_review", "warning_needs_response", timedelta(days=6)),
+    ]:
+        Dispute.objects.create(
+            stripe_dispute_id=name, payment=payment, amount=100, status=status, evidence_due_by=now + due_in
+        )
+    client.force_login(support_viewer)
+
+    response = client.get(DASHBOARD)
+    listed = client.get(response.context["evidence_due_url"])
+
+    assert response.context["figures"].evidence_due == 2
+    assert sorted(d.stripe_dispute_id for d in listed.context["cl"].result_list) == ["dp_review", "dp_soon"]
+
+
+@pytest.mark.django_db
+def test_cards_link_only_to_lists_the_user_may_open(client, support_viewer):
+    """Support staff see the failing endpoints' count, but no link to a page they may not open."""
+    client.force_login(support_viewer)
+
+    response = client.get(DASHBOARD)
+
+    assert response.context["failing_endpoints_url"] is None
+    assert response.context["failed_jobs_url"] is None
+    assert response.context["stuck_refunds_url"] is not None
