@@ -10,3 +10,5 @@ from backoffice import admin_notifications, admin_payments, admin_refunds, admin
 admin.site.site_header = "paymentsite back-office"
 admin.site.site_title = "paymentsite back-office"
 admin.site.index_title = "Support desk"
+# The desk's lists need the width: the app list is on the index page and in the breadcrumbs.
+admin.site.enable_nav_sidebar = False

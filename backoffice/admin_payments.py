@@ -43,6 +43,8 @@ class CurrencyFilter(admin.SimpleListFilter):
     """The currencies of Stripe's table (a payment adopted in another shows under none): no scan of the table."""
 
     title = "currency"
+    # A drop-down: Stripe's table has some 150 currencies.
+    template = "admin/backoffice/select_filter.html"
     parameter_name = "currency__exact"
 
     def lookups(self, request, model_admin):
@@ -147,7 +149,7 @@ class PaymentAdmin(ViewOnly, admin.ModelAdmin):
         "card_short",
         "created",
     )
-    list_filter = ("status", CaptureStateFilter, "capture_method", CurrencyFilter, DateRangeFilter, "created_at")
+    list_filter = ("status", DateRangeFilter, CaptureStateFilter, CurrencyFilter, "capture_method", "created_at")
     # Counting every filter choice would scan the whole table on each page.
     show_facets = admin.ShowFacets.NEVER
     list_select_related = ("user",)
@@ -179,13 +181,13 @@ class PaymentAdmin(ViewOnly, admin.ModelAdmin):
         ),
         ("Shopper", {"fields": ("shopper", "order_reference", "card", "account")}),
         ("Capture", {"fields": ("capture_state", "capturable_display", "capture_before_display")}),
-        ("Stripe", {"fields": ("id", "stripe_links")}),
+        ("Stripe", {"fields": ("our_id", "stripe_links")}),
         ("Request", {"fields": ("idempotency_key", "description", "metadata")}),
         ("Last failure", {"fields": ("failure_code", "failure_message")}),
         ("Times", {"fields": ("created_display", "updated_display", "stripe_state_display")}),
     )
     readonly_fields = (
-        "id",
+        "our_id",
         "account",
         "shopper",
         "stripe_links",
@@ -211,6 +213,14 @@ class PaymentAdmin(ViewOnly, admin.ModelAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("user")
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is not None and not obj.books_mismatch:
+            # Only worth a line when Stripe's amounts did not fit.
+            summary = tuple(f for f in fieldsets[0][1]["fields"] if f != "books_mismatch")
+            fieldsets = ((None, {"fields": summary}), *fieldsets[1:])
+        return fieldsets
 
     def get_search_results(self, request, queryset, search_term):
         return search_payments(queryset, search_term), False
@@ -296,6 +306,10 @@ class PaymentAdmin(ViewOnly, admin.ModelAdmin):
             others,
             email,
         )
+
+    @admin.display(description="Our payment id")
+    def our_id(self, obj):
+        return str(obj.pk)
 
     @admin.display(description="API account")
     def account(self, obj):

@@ -179,7 +179,7 @@ class RefundView(View):
 
     def log(self, refund: Refund) -> None:
         amount = format_amount(refund.amount, self.payment.currency)
-        reason = refund.reason or "no reason given"
+        reason = refund.get_reason_display().lower() if refund.reason else "no reason given"
         note = f" Note: {refund.note}" if refund.note else ""
         self.model_admin.log_addition(
             self.request, refund, f"Refunded {amount} on payment {self.payment.pk} ({reason}).{note}"

@@ -4,7 +4,7 @@ import csv
 import html
 import io
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs
 
 import pytest
@@ -184,3 +184,69 @@ def test_list_links_to_the_export_with_its_filters(viewer_client):
     path, _, query = html.unescape(link).partition("?")
     assert path == reverse("admin:payments_payment_export")
     assert parse_qs(query) == {"status__exact": ["failed"], "q": ["pi_x"]}
+
+
+@pytest.mark.django_db
+def test_the_date_range_filter_takes_both_days_whole(viewer_client):
+    """From 3 to 5 March lists what was created on the 3rd, 4th and 5th (all day, UTC), nothing else."""
+    day = lambda d, h=12, m=0: datetime(2026, 3, d, h, m, tzinfo=UTC)  # noqa: E731
+    before = PaymentFactory(created_at=day(2, 23, 59))
+    first = PaymentFactory(created_at=day(3, 0, 0))
+    last = PaymentFactory(created_at=day(5, 23, 59))
+    after = PaymentFactory(created_at=day(6, 0, 0))
+
+    both = listed_ids(viewer_client.get(CHANGELIST, {"created_from": "2026-03-03", "created_to": "2026-03-05"}))
+    from_only = listed_ids(viewer_client.get(CHANGELIST, {"created_from": "2026-03-06"}))
+    to_only = listed_ids(viewer_client.get(CHANGELIST, {"created_to": "2026-03-02"}))
+
+    assert both == {str(first.pk), str(last.pk)}
+    assert from_only == {str(after.pk)}
+    assert to_only == {str(before.pk)}
+
+
+@pytest.mark.django_db
+def test_the_date_range_filter_keeps_the_search_and_other_filters(viewer_client):
+    PaymentFactory(status="failed", order_reference="ORDER-7")
+    response = viewer_client.get(CHANGELIST, {"q": "ORDER-7", "status__exact": "failed"})
+
+    body = response.content.decode()
+    assert 'id="date-range-filter"' in body
+    assert '<input type="hidden" name="q" value="ORDER-7">' in body
+    assert '<input type="hidden" name="status__exact" value="failed">' in body
+
+
+@pytest.mark.django_db
+def test_a_bad_date_lists_nothing_rather_than_everything(viewer_client):
+    PaymentFactory()
+
+    response = viewer_client.get(CHANGELIST, {"created_from": "2026-02-31"})
+
+    assert response.status_code == 200 and listed_ids(response) == set()
+
+
+@pytest.mark.django_db
+def test_statuses_are_words_in_a_coloured_badge(viewer_client):
+    payment = PaidPaymentFactory(amount=2400)
+    payment.set_refunded_amount(550)
+    payment.save()
+    RefundFactory(payment=payment, status="pending")
+
+    payments = viewer_client.get(CHANGELIST).content.decode()
+    refunds = viewer_client.get("/admin/refunds/refund/").content.decode()
+
+    assert re.search(
+        r'<span class="badge status-partially_refunded" style="background: #[0-9a-f]{6}"[^>]*>'
+        r"Paid, partially refunded</span>",
+        payments,
+    )
+    assert re.search(
+        r'<span class="badge status-pending" style="background: #[0-9a-f]{6}"[^>]*>Pending at Stripe<', refunds
+    )
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url", [CHANGELIST, "/admin/refunds/refund/", "/admin/payments/dispute/"])
+def test_empty_lists_say_none(viewer_client, url):
+    body = viewer_client.get(url).content.decode()
+
+    assert '<p class="empty-list" id="empty-list">None.</p>' in body
