@@ -15,13 +15,11 @@ import uuid
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Prefetch
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
-from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from core.admin_helpers import EstimatedCountPaginator, ViewOnly, admin_link
@@ -31,7 +29,6 @@ from notifications.models import (
     Delivery,
     DeliveryAttempt,
     Endpoint,
-    Event,
     EventType,
 )
 from notifications.payloads import event_body
@@ -405,44 +402,3 @@ def _uuid_or_none(term: str) -> list:
         return [uuid.UUID(term)]
     except ValueError:
         return []
-
-
-# --- On the payment's page ------------------------------------------------------
-
-
-class NotificationInline(ViewOnly, admin.TabularInline):
-    """The storefront notifications a payment made, newest first, and how each endpoint answered."""
-
-    model = Event
-    verbose_name_plural = "Notifications to the storefront (newest first)"
-    extra = 0
-    can_delete = False
-    fields = readonly_fields = ("type", "sequence", "created_at", "deliveries_display")
-
-    def has_view_permission(self, request, obj=None):
-        # Part of the payment's story: whoever may see the payment sees what the storefront was told of it.
-        return request.user.has_perm("payments.view_payment")
-
-    def get_queryset(self, request):
-        deliveries = Delivery.objects.select_related("endpoint").order_by("pk")
-        return (
-            super()
-            .get_queryset(request)
-            .order_by("-sequence")
-            .defer("payload")
-            .prefetch_related(Prefetch("deliveries", queryset=deliveries))
-        )
-
-    @admin.display(description="Deliveries")
-    def deliveries_display(self, obj):
-        deliveries = list(obj.deliveries.all())
-        if not deliveries:
-            return "No endpoint wanted it."
-        return format_html_join(
-            mark_safe("<br>"),
-            "{} to {}: {} ({} attempt(s), {})",
-            (
-                (admin_link(d, f"#{d.pk}"), d.endpoint.url, state_badge(d.state), d.attempts, last_answer(d))
-                for d in deliveries
-            ),
-        )

@@ -5,6 +5,7 @@ page (PaymentAdmin's refund view), through refunds.services like the API's.
 
 from django.contrib import admin
 from django.utils import timezone
+from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from backoffice.admin_payments import payments_by_intent, refund_origin
@@ -46,7 +47,7 @@ class OriginFilter(admin.SimpleListFilter):
 @admin.register(Refund)
 class RefundAdmin(ViewOnly, admin.ModelAdmin):
     list_display = (
-        "id",
+        "short_id",
         "status_display",
         "payment_link",
         "amount_display",
@@ -91,6 +92,11 @@ class RefundAdmin(ViewOnly, admin.ModelAdmin):
             related={"payment_id": payments_by_intent},
         )
         return queryset, False
+
+    @admin.display(description="Refund")
+    def short_id(self, obj):
+        # The full id is in the title and on the refund's page; search takes it whole.
+        return format_html('<span title="{}">{}</span>', obj.pk, str(obj.pk)[:8])
 
     @admin.display(description="Status")
     def status_display(self, obj):

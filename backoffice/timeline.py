@@ -15,8 +15,12 @@ from django.contrib.contenttypes.models import ContentType
 from django.db.models import Prefetch, Q
 from django.template.defaultfilters import pluralize
 from django.urls import NoReverseMatch, reverse
+from django.utils.html import format_html_join
+from django.utils.safestring import mark_safe
 
+from backoffice.admin_notifications import last_answer, state_badge
 from backoffice.display import status_badge, stripe_dashboard_url, when
+from core.admin_helpers import admin_link
 from notifications.models import Delivery, Event
 from payments.currencies import format_amount
 from payments.models import Payment
@@ -79,7 +83,7 @@ def payment_timeline(payment: Payment) -> list[Entry]:
     for refund in refunds:
         refund_ids.append(str(refund.pk))
         who = refund.created_by.get_username() if refund.created_by_id else "Stripe (its dashboard)"
-        reason = (refund.get_reason_display() or "no reason given") if refund.reason else "no reason given"
+        reason = refund.get_reason_display().capitalize() if refund.reason else "No reason given"
         detail = reason + (f". Note: {refund.note}" if refund.note else "")
         if refund.failure_reason:
             detail += f". Failed: {refund.failure_reason}"
@@ -130,16 +134,28 @@ def payment_timeline(payment: Payment) -> list[Entry]:
         .order_by("-sequence")[:PER_SOURCE]
     )
     for notification in notifications:
-        sent = [
-            f"{delivery.endpoint.url}: {delivery.state} ({delivery.attempts} attempt{pluralize(delivery.attempts)})"
-            for delivery in notification.deliveries.all()
-        ]
+        # Each delivery links to its log (every attempt, and redelivery).
+        sent = format_html_join(
+            mark_safe("<br>"),
+            "{} to {}: {} ({} attempt{}, {})",
+            (
+                (
+                    admin_link(d, f"#{d.pk}"),
+                    d.endpoint.url,
+                    state_badge(d.state),
+                    d.attempts,
+                    pluralize(d.attempts),
+                    last_answer(d),
+                )
+                for d in notification.deliveries.all()
+            ),
+        )
         entries.append(
             Entry(
                 at=notification.created_at,
                 kind="Notification",
                 text=f"Storefront told: {notification.type}",
-                detail="; ".join(sent) or "no endpoint wanted it",
+                detail=sent or "no endpoint wanted it",
                 url=admin_url(notification),
             )
         )

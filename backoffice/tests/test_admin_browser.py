@@ -53,7 +53,7 @@ def test_staff_find_a_payment_and_refund_part_of_it(
     expect(page.locator(".messagelist")).to_contain_text("Refund of $5.00 created")
     expect(page.locator("div.form-row.field-status_display")).to_contain_text("partially refunded")
     expect(page.locator("div.form-row.field-refunded_display")).to_contain_text("$5.00")
-    expect(page.locator("#refunds-group")).to_contain_text("Customer kept one item")
+    expect(page.locator("#timeline")).to_contain_text("Customer kept one item")
     screenshot("admin-payment-after-refund")
 
 

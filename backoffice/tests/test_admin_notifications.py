@@ -187,7 +187,7 @@ def test_the_payment_page_shows_its_notifications_in_a_constant_number_of_querie
     manager.get(url)  # Django caches content types on the first page.
     with CaptureQueriesContext(connection) as few:
         page = manager.get(url).content.decode()
-    assert "Notifications to the storefront" in page and "payment.succeeded" in page and "pending" in page
+    assert "Storefront told: payment.succeeded" in page and "pending" in page
 
     payment.set_refunded_amount(500)
     payment.save()
