@@ -42,6 +42,11 @@ def runs(quick: bool) -> list[tuple[str, list[str], dict[str, str]]]:
             ["benchmarks.admin_pages", "--payments", "20000" if quick else "1000000", "--runs", "5"],
             admin_env,
         ),
+        (
+            "Admin search and date range",
+            ["benchmarks.admin_search", "--payments", "20000" if quick else "1000000", "--runs", "5"],
+            admin_env,
+        ),
     ]
 
 
