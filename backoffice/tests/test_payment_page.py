@@ -198,3 +198,19 @@ def test_no_time_on_the_page_lacks_its_zone(viewer_client, story):
 
     assert re.findall(r"\d\d:\d\d(?::\d\d)? UTC", body)
     assert not re.findall(r"\d\d:\d\d(?::\d\d)?(?! UTC)[^\d:]", body.split('<div id="content"')[1].split("<footer")[0])
+
+
+@pytest.mark.django_db
+def test_a_capture_through_the_api_is_in_the_timeline(viewer_client):
+    """The storefront captured part of an authorization (no staff involved): the timeline says what was taken."""
+    captured = PaidPaymentFactory(
+        amount=5500,
+        amount_received=5000,
+        capture_method=Payment.CaptureMethod.MANUAL,
+        capture_started_at=timezone.now() - timedelta(minutes=3),
+        currency="gbp",
+    )
+
+    rows = timeline_rows(viewer_client.get(page_url(captured)).content.decode())
+
+    assert any("Capture requested" in row and "£50.00 captured of £55.00 authorized" in row for row in rows)
