@@ -104,7 +104,7 @@ class ParsedSearch:
     @property
     def kinds(self) -> list[str]:
         """The kinds of identifier the text was read as, for the page to say what was looked for."""
-        kinds = ["order reference"]
+        kinds = ["order reference", "idempotency key"]
         if self.text.startswith(INTENT_PREFIXES):
             kinds.insert(0, "PaymentIntent id")
         for name, value in (
