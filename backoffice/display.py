@@ -79,7 +79,8 @@ def stripe_dashboard_url(object_id: str) -> str | None:
     """
     The object's page in Stripe's dashboard, under /test/ unless the secret key is
     a live one (`sk_live_…`, `rk_live_…`): PaymentIntents and charges under
-    payments/, refunds under refunds/, disputes under disputes/. None for ids of other kinds.
+    payments/, refunds under refunds/, disputes under disputes/, events under events/.
+    None for ids of other kinds.
     """
     if object_id.startswith(("pi_", "ch_", "py_")):
         section = "payments"
@@ -87,6 +88,8 @@ def stripe_dashboard_url(object_id: str) -> str | None:
         section = "refunds"
     elif object_id.startswith(("dp_", "du_")):
         section = "disputes"
+    elif object_id.startswith("evt_"):
+        section = "events"
     else:
         return None
     live = (settings.STRIPE_SECRET_KEY or "").startswith(("sk_live_", "rk_live_"))

@@ -14,6 +14,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.views import View
 
+from backoffice.display import payment_title
 from core.exceptions import DomainError
 from core.stripe_gateway import StripeError
 from payments.currencies import Currency, format_amount, get_currency
@@ -206,7 +207,8 @@ class RefundView(View):
         context = {
             **self.model_admin.admin_site.each_context(self.request),
             "opts": Payment._meta,
-            "title": f"Refund payment {self.payment.stripe_payment_intent_id or self.payment.pk}",
+            "title": f"Refund: {payment_title(self.payment)}",
+            "charged": self.currency.format(self.payment.amount_received),
             "payment": self.payment,
             "payment_url": self.payment_url(),
             "form": form,

@@ -75,7 +75,14 @@ def payment_timeline(payment: Payment) -> list[Entry]:
         if event.outcome != WebhookEvent.Outcome.PROCESSED:
             detail += f" ({event.outcome}{': ' + event.error[:200] if event.error else ''})"
         entries.append(
-            Entry(at=event.received_at, kind="Stripe event", text=event.type, detail=detail, url=admin_url(event))
+            Entry(
+                at=event.received_at,
+                kind="Stripe event",
+                text=event.type,
+                detail=detail,
+                url=admin_url(event),
+                stripe_url=stripe_dashboard_url(event.stripe_event_id),
+            )
         )
 
     refunds = payment.refunds.select_related("created_by").order_by("-created_at")[:PER_SOURCE]

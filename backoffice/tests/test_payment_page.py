@@ -174,6 +174,7 @@ def test_stripe_dashboard_links_follow_the_keys_mode(viewer_client, story, setti
     assert 'href="https://dashboard.stripe.com/test/payments/ch_3Story"' in body
     assert 'href="https://dashboard.stripe.com/test/refunds/re_3Story"' in body
     assert 'href="https://dashboard.stripe.com/test/disputes/dp_1Story"' in body
+    assert 'href="https://dashboard.stripe.com/test/events/evt_charge"' in body
 
     settings.STRIPE_SECRET_KEY = "sk_live_123"
     body = viewer_client.get(page_url(story)).content.decode()
@@ -214,3 +215,14 @@ def test_a_capture_through_the_api_is_in_the_timeline(viewer_client):
     rows = timeline_rows(viewer_client.get(page_url(captured)).content.decode())
 
     assert any("Capture requested" in row and "£50.00 captured of £55.00 authorized" in row for row in rows)
+
+
+@pytest.mark.django_db
+def test_the_refund_form_names_the_shopper_not_the_api_account(client, support_refunder, story):
+    client.force_login(support_refunder)
+
+    body = client.get(reverse("admin:payments_payment_refund", args=[story.pk])).content.decode()
+
+    assert "Refund: $24.00 from ana@example.com — Paid, partially refunded" in body
+    assert "ana@example.com (Ana Lima)" in body and "Visa •••• 4242" in body
+    assert story.user.email not in body
