@@ -197,3 +197,16 @@ def test_search_takes_as_many_queries_for_21_payments_as_for_1(
 
     with django_assert_num_queries(len(one.captured_queries)):
         client.get(CHANGELIST, {"q": text})
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "text", ["9" * 40, "$" + "9" * 30 + ".99", "0.000000000000000000000001", "x" * 300, "Order " + "f" * 31, "'; --"]
+)
+def test_huge_or_odd_text_finds_nothing_without_an_error(client, support_viewer, wanted, text):
+    client.force_login(support_viewer)
+
+    response = client.get(CHANGELIST, {"q": text})
+
+    assert response.status_code == 200
+    assert list(response.context["cl"].result_list) == []
