@@ -5,6 +5,8 @@ the payment with it, reads its timeline and refunds part of it; and the desk's l
 fit a 1280 px screen.
 """
 
+import time
+
 import pytest
 from django.contrib.auth.models import Group
 from playwright.sync_api import expect
@@ -13,11 +15,19 @@ from backoffice.roles import SUPPORT
 from payments.models import Dispute, Payment
 from payments.tests.factories import PaymentFactory, UserFactory
 from refunds.tests.factories import PaidPaymentFactory, RefundFactory, paid_payment_at_stripe
+from webhooks.models import WebhookEvent
 
 pytestmark = pytest.mark.usefixtures("fast_password_hashing")
 
 PASSWORD = "correct horse battery staple"
 SCREEN = {"width": 1280, "height": 800}
+
+
+def wait_for(condition, seconds: float = 20.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
 
 
 def sign_in_to_the_desk(page, live_server, user):
@@ -39,10 +49,12 @@ def support_person(transactional_db):
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
 def test_support_finds_a_payment_by_the_order_pages_number_and_refunds_part_of_it(
-    page, live_server, screenshot, owner, owner_api, fake_stripe, support_person
+    page, live_server, screenshot, owner, owner_api, stripe_webhooks, support_person
 ):
     payment = paid_payment_at_stripe(owner_api, amount=2400)
     Payment.objects.filter(pk=payment.pk).update(customer_email="ana@example.com", customer_name="Ana Lima")
+    # Stripe's own webhooks about it reach the site and the workers apply them: the timeline shows them.
+    wait_for(lambda: WebhookEvent.objects.filter(payment=payment, type="payment_intent.succeeded").exists())
     PaymentFactory.create_batch(5, amount=2400)
     page.set_viewport_size(SCREEN)
 
@@ -73,6 +85,10 @@ def test_support_finds_a_payment_by_the_order_pages_number_and_refunds_part_of_i
     timeline = page.locator("#timeline")
     expect(timeline.locator("tr.timeline-entry").last).to_contain_text("Payment of $24.00 created")
     expect(timeline).to_contain_text(" UTC")
+    expect(timeline.locator("tr.timeline-stripe-event").first).to_contain_text("payment_intent.succeeded")
+    stripe_links = page.locator(".field-stripe_links")
+    expect(stripe_links).to_contain_text(f"PaymentIntent {payment.stripe_payment_intent_id}")
+    expect(stripe_links).to_contain_text("Charge ch_")
     screenshot("desk-3-payment-page")
 
     page.click("text=Refund…")
