@@ -412,6 +412,8 @@ class PaymentAdmin(ViewOnly, admin.ModelAdmin):
 
 
 class EvidenceDueFilter(admin.SimpleListFilter):
+    """Open disputes whose evidence is due within EVIDENCE_DUE_WITHIN (the dashboard's card links here)."""
+
     title = "evidence due"
     parameter_name = "due"
 

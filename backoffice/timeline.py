@@ -52,6 +52,7 @@ class Entry:
 
 
 def admin_url(obj) -> str | None:
+    """The object's page in this admin; None when its model has none here."""
     try:
         return reverse(f"admin:{obj._meta.app_label}_{obj._meta.model_name}_change", args=[obj.pk])
     except NoReverseMatch:
