@@ -413,3 +413,34 @@ def id_of(value) -> str | None:
     if isinstance(value, dict):
         value = value.get("id")
     return str(value) if value else None
+
+
+# --- Balance transactions and payouts (the books) ------------------------------
+#
+# Reads only: no idempotency key. Each raises StripeUnavailable / StripeServerError
+# (try again later) or StripeRefused (an unknown id, a filter Stripe refuses).
+
+
+def balance_transaction_list(**filters: Any) -> Iterator[dict]:
+    """
+    Every balance transaction matching Stripe's list `filters` (`payout`, `source`,
+    `type`, `currency`, `created` as a dict of `gt`/`gte`/`lt`/`lte` Unix seconds),
+    newest first, each a dict (`id`, `type`, `reporting_category`, `amount`, `fee`,
+    `fee_details`, `net` in minor units, `currency`, `exchange_rate`, `source`
+    expanded to its object, `available_on`, `created`), read in pages of 100 as the
+    caller iterates. A failure on any page raises: the caller gets no silent gap.
+    """
+    params = {**filters, "limit": 100, "expand": ["data.source"]}
+    with _translated_errors():
+        page = get_client().v1.balance_transactions.list(params=params)
+        for transaction in page.auto_paging_iter():
+            yield _as_dict(transaction)
+
+
+def payout_retrieve(payout_id: str) -> dict:
+    """
+    The payout as Stripe holds it now (`id`, `amount`, `currency`, `status`,
+    `automatic`, `arrival_date`, `created`, `reconciliation_status`). Raises
+    StripeUnavailable / StripeServerError, or StripeRefused (an unknown id: 404).
+    """
+    return _call(get_client().v1.payouts.retrieve, payout_id, write=False)

@@ -203,10 +203,31 @@ def _transaction(transaction_id: str) -> Any:
     return store.get(f"balance_transaction:{transaction_id}")
 
 
-def export_transaction(transaction: Any) -> dict[str, Any]:
+def export_transaction(
+    transaction: Any, ledger: Ledger | None = None, *, expand_source: bool = False
+) -> dict[str, Any]:
+    """The transaction as Stripe answers it; with `expand_source`, its `source` is the object (when known)."""
     answer = transaction._export()
     answer["net"] = transaction.amount - transaction.fee
+    if expand_source and ledger is not None:
+        answer["source"] = _source_object(ledger, transaction.source) or transaction.source
     return answer
+
+
+def _source_object(ledger: Ledger, source_id: str) -> dict[str, Any] | None:
+    from localstripe.resources import store
+
+    if source_id in ledger.disputes:
+        return copy.deepcopy(ledger.disputes[source_id])
+    if source_id in ledger.payouts:
+        return copy.deepcopy(ledger.payouts[source_id])
+    kind = {"ch": "charge", "re": "refund", "py": "charge"}.get(source_id.split("_", 1)[0])
+    obj = store.get(f"{kind}:{source_id}") if kind else None
+    return obj._export() if obj is not None else None
+
+
+def _expands(query: dict[str, str], path: str) -> bool:
+    return any(key == "expand" or key.startswith("expand[") for key, value in query.items() if value == path)
 
 
 class ListRefused(ValueError):
@@ -248,7 +269,7 @@ def _below(created: int, tests: list[tuple[str, int]]) -> bool:
 
 def list_transactions(ledger: Ledger, query: dict[str, str]) -> dict[str, Any]:
     """Stripe's list of balance transactions for a query string's parameters (see the module's doc)."""
-    unknown = {key.split("[", 1)[0] for key in query} - LIST_FILTERS
+    unknown = {key.split("[", 1)[0] for key in query} - LIST_FILTERS - {"expand"}
     if unknown:
         raise ListRefused(f"Received unknown parameter: {sorted(unknown)[0]}")
     limit = _limit(query)
@@ -299,7 +320,10 @@ def list_transactions(ledger: Ledger, query: dict[str, str]) -> dict[str, Any]:
         found.reverse()
     return {
         "object": "list",
-        "data": [export_transaction(transaction) for transaction in found],
+        "data": [
+            export_transaction(transaction, ledger, expand_source=_expands(query, "data.source"))
+            for transaction in found
+        ],
         "has_more": has_more,
         "url": "/v1/balance_transactions",
     }
@@ -657,7 +681,7 @@ def _read(ledger: Ledger, request: web.Request) -> web.Response | None:
         transaction = _transaction(match["id"])
         if transaction is None:
             return _missing("balance transaction", match["id"])
-        return json_response(200, export_transaction(transaction))
+        return json_response(200, export_transaction(transaction, ledger, expand_source=_expands(query, "source")))
     if path == "/v1/balance":
         return json_response(200, balance(ledger))
     if path == "/v1/payouts":
