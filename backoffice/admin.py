@@ -3,4 +3,10 @@ The support desk's admin registrations, one module per area; Django's autodiscov
 imports this module, which imports them.
 """
 
-from backoffice import admin_notifications, admin_payments, admin_refunds, admin_webhooks  # noqa: F401
+from backoffice import (  # noqa: F401
+    admin_ledger,  # noqa: F401
+    admin_notifications,
+    admin_payments,
+    admin_refunds,
+    admin_webhooks,
+)

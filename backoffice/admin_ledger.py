@@ -1,0 +1,95 @@
+"""
+The books in the admin, read-only: payouts (with their reconciliation and the CSV of
+their lines), balance transactions, journal entries and the unmatched queue; and
+the finance report (backoffice.finance), for the Finance group
+(`ledger.view_finance_report` and the ledger's view permissions).
+"""
+
+from django.contrib import admin
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from backoffice.finance import FinanceView, JournalCsvView, PayoutLinesCsvView
+from ledger.models import BalanceTransaction, Entry, Payout, Posting, UnmatchedItem
+from payments.currencies import format_amount
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Stripe's records and an append-only journal: nothing is added, changed or deleted here."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Payout)
+class PayoutAdmin(ReadOnlyAdmin):
+    list_display = ("stripe_payout_id", "amount_shown", "status", "reconciliation", "stripe_created", "lines_csv")
+    list_filter = ("reconciliation", "status", "currency")
+    search_fields = ("=stripe_payout_id",)
+    show_full_result_count = False
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        return [
+            path("report/", wrap(FinanceView.as_view(admin_site=self.admin_site)), name="ledger_finance_report"),
+            path("report/journal.csv", wrap(JournalCsvView.as_view()), name="ledger_journal_csv"),
+            path("<int:object_id>/lines.csv", wrap(PayoutLinesCsvView.as_view()), name="ledger_payout_lines_csv"),
+            *super().get_urls(),
+        ]
+
+    @admin.display(description="amount", ordering="amount")
+    def amount_shown(self, obj):
+        return format_amount(obj.amount, obj.currency)
+
+    @admin.display(description="lines")
+    def lines_csv(self, obj):
+        return format_html('<a href="{}">CSV</a>', reverse("admin:ledger_payout_lines_csv", args=[obj.pk]))
+
+
+@admin.register(BalanceTransaction)
+class BalanceTransactionAdmin(ReadOnlyAdmin):
+    list_display = (
+        "stripe_id",
+        "reporting_category",
+        "amount",
+        "fee",
+        "net",
+        "currency",
+        "source_id",
+        "stripe_created",
+    )
+    list_filter = ("reporting_category", "currency")
+    search_fields = ("=stripe_id", "=source_id", "=payment_intent_id")
+    raw_id_fields = ("payout", "payment", "refund", "dispute")
+    show_full_result_count = False
+
+
+class PostingInline(admin.TabularInline):
+    model = Posting
+    fields = ("account", "currency", "amount")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Entry)
+class EntryAdmin(ReadOnlyAdmin):
+    list_display = ("id", "occurred_on", "description")
+    raw_id_fields = ("balance_transaction",)
+    inlines = [PostingInline]
+    show_full_result_count = False
+
+
+@admin.register(UnmatchedItem)
+class UnmatchedItemAdmin(ReadOnlyAdmin):
+    list_display = ("payout", "balance_transaction", "reason", "created_at")
+    raw_id_fields = ("payout", "balance_transaction")
