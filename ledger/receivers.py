@@ -62,10 +62,12 @@ def _defer_after_commit(kind: str, stripe_id: str) -> None:
 
     def defer() -> None:
         try:
-            if kind == "reconcile":
-                task.configure(queueing_lock=f"ledger:{stripe_id}").defer(payout_id=stripe_id)
-            else:
-                task.configure(queueing_lock=f"ledger:{stripe_id}").defer(source_id=stripe_id)
+            # A savepoint: a refused duplicate must not end a surrounding transaction.
+            with transaction.atomic():
+                if kind == "reconcile":
+                    task.configure(queueing_lock=f"ledger:{stripe_id}").defer(payout_id=stripe_id)
+                else:
+                    task.configure(queueing_lock=f"ledger:{stripe_id}").defer(source_id=stripe_id)
         except procrastinate_exceptions.AlreadyEnqueued:
             # A job for it is waiting already: it reads Stripe after this news too.
             pass
