@@ -57,10 +57,11 @@ def stripe_txn(
 
 
 def unbalanced_entries() -> list[tuple[int, str, int]]:
-    """(entry, currency, sum) of every entry whose postings do not sum to zero in a currency: [] when the books balance."""
+    """(entry, currency, sum) of each entry not summing to zero in a currency: [] when the books balance."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT entry_id, currency, sum(amount) FROM ledger_posting GROUP BY entry_id, currency HAVING sum(amount) <> 0"
+            "SELECT entry_id, currency, sum(amount) FROM ledger_posting"
+            " GROUP BY entry_id, currency HAVING sum(amount) <> 0"
         )
         return cursor.fetchall()
 
