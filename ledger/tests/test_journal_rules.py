@@ -50,7 +50,8 @@ def test_a_new_entry_whose_postings_do_not_sum_to_zero_is_refused(db):
     with pytest.raises(IntegrityError, match="does not balance"):
         with transaction.atomic():
             raw(
-                "INSERT INTO ledger_entry (description, occurred_on, created_at) VALUES ('by hand', current_date, now())"
+                "INSERT INTO ledger_entry (description, occurred_on, created_at)"
+                " VALUES ('by hand', current_date, now())"
             )
             entry = Entry.objects.latest("id")
             Posting.objects.create(
