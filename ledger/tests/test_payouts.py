@@ -1,0 +1,131 @@
+"""
+Payout reconciliation: a payout's events reach the books through the webhook endpoint
+(Stripe's payout.* types are stored, ignored by the handlers, and still heard by the
+ledger); every page of its balance transactions is read; what does not match goes to
+the unmatched queue with the reason; the sums must agree exactly.
+"""
+
+from unittest import mock
+
+import pytest
+from django.core.management import call_command
+
+import core.stripe_gateway as stripe_gateway
+from devkit.stripe_ledger import card_fee
+from ledger.models import BalanceTransaction, Entry, Payout, SyncState, UnmatchedItem
+from ledger.services import payout_reconcile
+from ledger.tests.factories import deliver_local_stripe_events, run_books_jobs, unbalanced_entries
+from refunds.tests.factories import paid_payment_at_stripe
+from webhooks.models import WebhookEvent
+
+
+@pytest.mark.django_db
+def test_payout_events_reach_the_books_and_a_paid_payout_is_reconciled(
+    client, owner_api, fake_stripe, django_capture_on_commit_callbacks
+):
+    """Nothing recorded before: the payout's reconciliation records its lines itself, and posts them."""
+    payment = paid_payment_at_stripe(owner_api, amount=4_200)
+    stripe_payout = fake_stripe.make_payout("usd")
+    fake_stripe.pay_payout(stripe_payout["id"])
+    with django_capture_on_commit_callbacks(execute=True):
+        delivered = set()
+        # Only the payout's events: the charge is known to the books through its payout alone.
+        for event in fake_stripe.list("events"):
+            if not event["type"].startswith("payout."):
+                delivered.add(event["id"])
+        assert deliver_local_stripe_events(client, fake_stripe, delivered) == 3
+    assert set(WebhookEvent.objects.values_list("type", "outcome")) == {
+        ("payout.created", "ignored"),
+        ("payout.paid", "ignored"),
+        ("payout.reconciliation_completed", "ignored"),
+    }
+    ran = run_books_jobs()
+    assert [name for name, _ in ran] == ["ledger.reconcile_payout"] * len(ran) and ran
+
+    payout = Payout.objects.get(stripe_payout_id=stripe_payout["id"])
+    assert payout.reconciliation == Payout.Reconciliation.RECONCILED
+    assert payout.amount == payout.net == 4_200 - card_fee(4_200, "usd")
+    charge = BalanceTransaction.objects.get(reporting_category="charge")
+    assert charge.payment == payment and charge.payout == payout
+    assert Entry.objects.count() == 2
+    assert unbalanced_entries() == []
+
+
+@pytest.mark.django_db
+def test_every_page_of_the_payout_is_read_and_transactions_not_ours_are_queued_with_the_reason(fake_stripe):
+    """250 charges made elsewhere (no payment here): all recorded, each unmatched with why; not reconciled."""
+    fake_stripe.seed_transactions(250, amount=1_000)
+    stripe_payout = fake_stripe.make_payout("usd")
+    fake_stripe.pay_payout(stripe_payout["id"])
+
+    payout = payout_reconcile(payout_id=stripe_payout["id"])
+
+    assert payout.transactions.count() == 251
+    assert payout.net == payout.amount == 250 * (1_000 - card_fee(1_000, "usd"))
+    assert payout.reconciliation == Payout.Reconciliation.UNMATCHED
+    reasons = list(UnmatchedItem.objects.filter(payout=payout).values_list("reason", flat=True))
+    assert len(reasons) == 250
+    assert all(reason.startswith("No payment, refund or dispute here for charge ch_") for reason in reasons)
+    assert Entry.objects.count() == 251
+    # Once more: nothing doubles.
+    payout_reconcile(payout_id=stripe_payout["id"])
+    assert Entry.objects.count() == 251
+    assert UnmatchedItem.objects.count() == 250
+
+
+@pytest.mark.django_db
+def test_a_payout_whose_amount_differs_from_its_lines_by_one_cent_is_unmatched(owner_api, fake_stripe):
+    paid_payment_at_stripe(owner_api, amount=3_000)
+    stripe_payout = fake_stripe.make_payout("usd")
+    fake_stripe.pay_payout(stripe_payout["id"])
+    real = stripe_gateway.payout_retrieve
+
+    def one_cent_more(payout_id):
+        return {**real(payout_id), "amount": stripe_payout["amount"] + 1}
+
+    with mock.patch("core.stripe_gateway.payout_retrieve", one_cent_more):
+        payout = payout_reconcile(payout_id=stripe_payout["id"])
+
+    assert payout.reconciliation == Payout.Reconciliation.UNMATCHED
+    expected = f"Its transactions' net is {stripe_payout['amount']}, the payout is {stripe_payout['amount'] + 1}."
+    assert payout.reconciliation_note == expected
+    assert set(UnmatchedItem.objects.values_list("reason", flat=True)) == {
+        expected,
+        "The payout's own balance transaction is missing or not its amount.",
+    }
+
+
+@pytest.mark.django_db
+def test_a_payout_in_transit_is_recorded_but_not_yet_judged(owner_api, fake_stripe):
+    paid_payment_at_stripe(owner_api, amount=3_000)
+    stripe_payout = fake_stripe.make_payout("usd")
+
+    payout = payout_reconcile(payout_id=stripe_payout["id"])
+
+    assert (payout.status, payout.reconciliation) == ("in_transit", Payout.Reconciliation.PENDING)
+    assert payout.net == payout.amount
+    assert UnmatchedItem.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_sync_ledger_pages_through_everything_since_its_mark(fake_stripe, capsys):
+    """The command reads every page; run again, it reads from its mark and records nothing twice."""
+    fake_stripe.seed_transactions(230, amount=1_500, start=1_780_000_000)
+
+    call_command("sync_ledger")
+    assert "sync_ledger: 230 seen, 230 new, 230 posted" in capsys.readouterr().out
+    assert SyncState.objects.get().last_created == 1_780_000_229
+
+    call_command("sync_ledger")
+    # Stripe's `created` is in seconds: the mark's own second is read again, and not recorded again.
+    assert "sync_ledger: 1 seen, 0 new, 0 posted" in capsys.readouterr().out
+    assert BalanceTransaction.objects.count() == Entry.objects.count() == 230
+    assert unbalanced_entries() == []
+
+
+def test_sync_ledger_is_a_periodic_job():
+    from procrastinate.contrib.django import app
+
+    assert "ledger.sync_ledger" in app.tasks
+    periodic = {task.task.name for task in app.periodic_registry.periodic_tasks.values()}
+    assert "ledger.sync_ledger" in periodic
