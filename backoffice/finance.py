@@ -21,6 +21,7 @@ import csv
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from functools import cached_property
 
 from django.core.exceptions import PermissionDenied
 from django.db.models import Sum
@@ -50,7 +51,7 @@ class Figures:
     net: int = 0
     paid_out: int = 0
 
-    @property
+    @cached_property
     def shown(self) -> dict[str, str]:
         """Each amount formatted in its currency (for the page)."""
         names = ("gross", "refunds", "disputes", "other", "fees", "net", "paid_out", "payout_amount")
