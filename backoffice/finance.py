@@ -80,6 +80,11 @@ class TrialBalance:
     rows: list[tuple[Account, int]] = field(default_factory=list)
     totals: dict[str, int] = field(default_factory=dict)
 
+    @property
+    def shown_rows(self) -> list[tuple[Account, int, str]]:
+        """(account, balance, the balance formatted in its currency)."""
+        return [(account, amount, format_amount(amount, account.currency)) for account, amount in self.rows]
+
 
 def figures_from_accounts(currency: str, by_kind: dict[str, int]) -> Figures:
     """A report row from the summed postings of one currency's accounts (debit positive). Pure."""
