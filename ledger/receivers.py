@@ -11,6 +11,7 @@ commit is made up by the periodic `sync_ledger`.
 from __future__ import annotations
 
 import logging
+import time
 
 from django.db import transaction
 from django.db.models.signals import post_save
@@ -43,6 +44,10 @@ def event_applied(sender, *, event_type: str, stripe_object: dict, outcome: str,
     if event_type.startswith("payout.") and stripe_object.get("id"):
         _defer_after_commit("reconcile", stripe_object["id"])
         return
+    if event_type == "balance.available":
+        # Stripe's balance changed: read what is new since the last sync.
+        _defer_after_commit("sync", "")
+        return
     if outcome != "processed":
         return
     for source_id in sources_of_event(event_type, stripe_object):
@@ -56,18 +61,22 @@ def refund_saved(sender, *, instance: Refund, **kwargs) -> None:
 
 
 def _defer_after_commit(kind: str, stripe_id: str) -> None:
+    """After the commit: a `fetch` of a source's transactions, a payout's `reconcile`, or a `sync`."""
     from ledger import tasks
-
-    task = tasks.reconcile_payout if kind == "reconcile" else tasks.fetch_balance_transactions
 
     def defer() -> None:
         try:
             # A savepoint: a refused duplicate must not end a surrounding transaction.
             with transaction.atomic():
-                if kind == "reconcile":
-                    task.configure(queueing_lock=f"ledger:{stripe_id}").defer(payout_id=stripe_id)
+                if kind == "sync":
+                    # The periodic job's own queueing lock: never two waiting.
+                    tasks.sync_ledger.defer(timestamp=int(time.time()))
+                elif kind == "reconcile":
+                    tasks.reconcile_payout.configure(queueing_lock=f"ledger:{stripe_id}").defer(payout_id=stripe_id)
                 else:
-                    task.configure(queueing_lock=f"ledger:{stripe_id}").defer(source_id=stripe_id)
+                    tasks.fetch_balance_transactions.configure(queueing_lock=f"ledger:{stripe_id}").defer(
+                        source_id=stripe_id
+                    )
         except procrastinate_exceptions.AlreadyEnqueued:
             # A job for it is waiting already: it reads Stripe after this news too.
             pass

@@ -129,3 +129,34 @@ def test_sync_ledger_is_a_periodic_job():
     assert "ledger.sync_ledger" in app.tasks
     periodic = {task.task.name for task in app.periodic_registry.periodic_tasks.values()}
     assert "ledger.sync_ledger" in periodic
+
+
+@pytest.mark.django_db
+def test_balance_available_makes_the_books_sync(client, fake_stripe, django_capture_on_commit_callbacks):
+    """Stripe's `balance.available` (stored, ignored by the handlers) queues a sync: what is new gets recorded."""
+    from webhooks.tests.factories import post_event, stripe_event
+
+    fake_stripe.seed_transactions(3, amount=1_000)
+    balance = {"object": "balance", "available": [{"amount": 2_907, "currency": "usd"}], "livemode": False}
+    with django_capture_on_commit_callbacks(execute=True):
+        assert post_event(client, stripe_event("balance.available", balance)).status_code == 200
+    assert WebhookEvent.objects.get().outcome == "ignored"
+
+    assert [name for name, _ in run_books_jobs()] == ["ledger.sync_ledger"]
+    assert BalanceTransaction.objects.count() == Entry.objects.count() == 3
+
+
+@pytest.mark.django_db
+def test_the_payouts_list_links_to_the_finance_report_for_finance_only(client, superuser):
+    from ledger.tests.factories import finance_user
+    from payments.tests.factories import UserFactory
+
+    client.force_login(finance_user())
+    assert 'id="finance-report-link"' in client.get("/admin/ledger/payout/").content.decode()
+    viewer = UserFactory(username="viewer", is_staff=True)
+    from django.contrib.auth.models import Permission
+
+    viewer.user_permissions.add(Permission.objects.get(codename="view_payout"))
+    client.force_login(viewer)
+    page = client.get("/admin/ledger/payout/")
+    assert page.status_code == 200 and "finance-report-link" not in page.content.decode()
