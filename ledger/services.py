@@ -321,7 +321,10 @@ def payout_reconcile(*, payout_id: str) -> Payout:
     brings the rest). Raises the gateway's StripeError (the job retries). Safe to repeat.
     """
     stripe_payout = stripe_gateway.payout_retrieve(payout_id)
-    found = list(stripe_gateway.balance_transaction_list(payout=payout_id)) if stripe_payout.get("automatic") else []
+    # Its own transaction (and a failure's, which gives the money back) name it as their source.
+    found = list(stripe_gateway.balance_transaction_list(source=payout_id))
+    if stripe_payout.get("automatic"):
+        found += stripe_gateway.balance_transaction_list(payout=payout_id)
     payout = payout_record(stripe_payout=stripe_payout)
     with transaction.atomic():
         payout = Payout.objects.select_for_update().get(pk=payout.pk)

@@ -160,3 +160,38 @@ def test_the_payouts_list_links_to_the_finance_report_for_finance_only(client, s
     client.force_login(viewer)
     page = client.get("/admin/ledger/payout/")
     assert page.status_code == 200 and "finance-report-link" not in page.content.decode()
+
+
+@pytest.mark.django_db
+def test_a_manual_payout_posts_its_own_transaction_and_is_unmatched_for_want_of_lines(owner_api, fake_stripe):
+    """Stripe itemizes only automatic payouts: a manual one moves balance to bank, and says why it is not reconciled."""
+    from devkit.tests.helpers import make_client
+
+    paid_payment_at_stripe(owner_api, amount=3_000)
+    manual = make_client(fake_stripe).v1.payouts.create(params={"amount": 1_000, "currency": "usd"})
+    fake_stripe.pay_payout(manual.id)
+
+    payout = payout_reconcile(payout_id=manual.id)
+
+    assert payout.reconciliation == Payout.Reconciliation.UNMATCHED
+    assert payout.reconciliation_note == "A manual payout: Stripe does not say which transactions it paid out."
+    own = BalanceTransaction.objects.get(type="payout")
+    assert (own.amount, own.payout) == (-1_000, payout)
+    assert own.entry.postings.get(account__kind="bank").amount == 1_000
+
+
+@pytest.mark.django_db
+def test_a_failed_payout_gives_the_money_back_to_the_stripe_balance(owner_api, fake_stripe):
+    paid_payment_at_stripe(owner_api, amount=3_000)
+    stripe_payout = fake_stripe.make_payout("usd")
+    fake_stripe.fail_payout(stripe_payout["id"])
+
+    payout = payout_reconcile(payout_id=stripe_payout["id"])
+
+    assert (payout.status, payout.reconciliation) == ("failed", Payout.Reconciliation.PENDING)
+    from backoffice.finance import trial_balance
+
+    balances = {account.kind: amount for account, amount in trial_balance().rows}
+    assert balances["bank"] == 0
+    assert balances["stripe_balance"] == 3_000 - card_fee(3_000, "usd")
+    assert unbalanced_entries() == []
