@@ -135,10 +135,11 @@ INSERT INTO ledger_payout (
     updated_at)
 SELECT 'po_bench_' || currency || '_' || day, sum(net), currency, 'paid', true, day + interval '2 days',
        day + interval '1 day', 'completed', 'reconciled', '', now(), count(*),
-       sum(amount) FILTER (WHERE reporting_category = 'charge'),
+       coalesce(sum(amount) FILTER (WHERE reporting_category = 'charge'), 0),
        coalesce(sum(amount) FILTER (WHERE reporting_category = 'refund'), 0), 0, sum(fee), sum(net), now()
 FROM (SELECT *, date_trunc('day', stripe_created) AS day FROM ledger_balancetransaction) t
-GROUP BY currency, day;
+GROUP BY currency, day
+HAVING sum(net) > 0;
 
 INSERT INTO ledger_accountday (account_id, day, amount)
 SELECT account_id, occurred_on, sum(amount) FROM ledger_posting GROUP BY account_id, occurred_on;
