@@ -91,6 +91,7 @@ def card_fee(amount: int, currency: str) -> int:
 
 
 def fee_detail(amount: int, currency: str, description: str) -> dict[str, Any]:
+    """One of a balance transaction's `fee_details`, as Stripe writes it (a `stripe_fee`)."""
     return {
         "amount": amount,
         "application": None,
@@ -119,6 +120,7 @@ class Ledger:
     disputes: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def clear(self) -> None:
+        """Forget everything (with localstripe's `DELETE /_config/data`)."""
         for part in (self.order, self.position, self.by_source, self.payouts):
             part.clear()
         self.payout_transactions.clear()
@@ -126,6 +128,7 @@ class Ledger:
         self.disputes.clear()
 
     def added(self, transaction: Any) -> None:
+        """Keep a new transaction's place: the newest last, and under its source."""
         self.position[transaction.id] = len(self.order)
         self.order.append(transaction.id)
         self.by_source.setdefault(transaction.source, []).append(transaction.id)
@@ -198,6 +201,7 @@ def new_transaction(
 
 
 def _transaction(transaction_id: str) -> Any:
+    """localstripe's BalanceTransaction of that id, or None."""
     from localstripe.resources import store
 
     return store.get(f"balance_transaction:{transaction_id}")

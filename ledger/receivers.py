@@ -87,5 +87,6 @@ def _defer_after_commit(kind: str, stripe_id: str) -> None:
 
 
 def connect() -> None:
+    """Listen (ledger's AppConfig.ready): applied Stripe events, and saved refunds."""
     stripe_event_applied.connect(event_applied, dispatch_uid="ledger.event_applied")
     post_save.connect(refund_saved, sender=Refund, dispatch_uid="ledger.refund_saved")
