@@ -118,6 +118,9 @@ class Ledger:
     payout_transactions: dict[str, list[str]] = field(default_factory=dict)
     paid_out: dict[str, str] = field(default_factory=dict)
     disputes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Whether `order` is also in `created` order (a seed of older transactions breaks it).
+    by_created: bool = True
+    newest_created: int = 0
 
     def clear(self) -> None:
         """Forget everything (with localstripe's `DELETE /_config/data`)."""
@@ -126,12 +129,17 @@ class Ledger:
         self.payout_transactions.clear()
         self.paid_out.clear()
         self.disputes.clear()
+        self.by_created = True
+        self.newest_created = 0
 
     def added(self, transaction: Any) -> None:
         """Keep a new transaction's place: the newest last, and under its source."""
         self.position[transaction.id] = len(self.order)
         self.order.append(transaction.id)
         self.by_source.setdefault(transaction.source, []).append(transaction.id)
+        if transaction.created < self.newest_created:
+            self.by_created = False
+        self.newest_created = max(self.newest_created, transaction.created)
 
 
 LEDGER = Ledger()
@@ -312,7 +320,12 @@ def list_transactions(ledger: Ledger, query: dict[str, str]) -> dict[str, Any]:
             continue
         if not _passes(transaction.created, created_tests):
             # Kept oldest first: once below a lower bound, every older one is too.
-            if newest_first and candidates is ledger.order and _below(transaction.created, created_tests):
+            if (
+                newest_first
+                and candidates is ledger.order
+                and ledger.by_created
+                and _below(transaction.created, created_tests)
+            ):
                 break
             continue
         found.append(transaction)

@@ -171,3 +171,12 @@ def test_flushing_forgets_the_books(fs, client):
     fs.flush()
     assert listed(client) == []
     assert list(client.v1.payouts.list().auto_paging_iter()) == []
+
+
+def test_older_transactions_seeded_later_do_not_hide_newer_ones_from_a_created_filter(fs, client):
+    intent = paid(client, 1_000)
+    fs.seed_transactions(5, amount=1_000, start=1_700_000_000)
+
+    since = listed(client, created={"gte": 1_750_000_000})
+
+    assert [txn.source for txn in since] == [charge_id(intent)]
