@@ -86,6 +86,8 @@ class BalanceTransaction(models.Model):
         indexes = [
             models.Index(fields=["-stripe_created"], name="txn_created"),
             models.Index(fields=["source_id"], name="txn_source"),
+            models.Index(fields=["reporting_category", "-stripe_created"], name="txn_category_created"),
+            models.Index(fields=["payment_intent_id"], name="txn_payment_intent"),
         ]
 
     def __str__(self):
