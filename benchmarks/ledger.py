@@ -10,7 +10,7 @@ Stripe (time, memory), and the finance report at 1,000,000 payments (target < 20
   in pages of 100 (Stripe's largest) and records and posts each, 500 per
   transaction of ours. Reported: wall time, transactions/s, the process's peak
   resident memory before and after, and a second sync from its mark (nothing new).
-- Report: a second database holding `--payments` payments over a year, each with
+- Report (and the books' admin lists): a second database holding `--payments` payments over a year, each with
   its charge balance transaction and journal entry (a tenth refunded, in part),
   and a payout per day and currency, written with SQL (the journal's row triggers
   are skipped while seeding, `session_replication_role = replica`; the per-day
@@ -198,6 +198,11 @@ def bench_report(runs: int) -> list[list[object]]:
     for label, url in [
         ("report, last 31 days", "/admin/ledger/payout/report/"),
         ("report, whole year", "/admin/ledger/payout/report/?since=2000-01-01"),
+        ("balance transactions list", "/admin/ledger/balancetransaction/"),
+        ("  filtered: refunds", "/admin/ledger/balancetransaction/?reporting_category=refund"),
+        ("  searched: a PaymentIntent", "/admin/ledger/balancetransaction/?q=pi_bench777"),
+        ("journal entries list", "/admin/ledger/entry/"),
+        ("payouts list", "/admin/ledger/payout/"),
     ]:
         times = []
         for _ in range(runs + 1):
