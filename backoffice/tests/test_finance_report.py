@@ -120,3 +120,24 @@ def test_the_books_cannot_be_changed_in_the_admin(client, books, superuser):
     assert client.get(f"/admin/ledger/payout/{books.pk}/delete/").status_code == 403
     assert client.get("/admin/ledger/entry/add/").status_code == 403
     assert Payout.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_balance_transactions_are_found_by_their_id_source_or_payment_intent_and_filtered_by_category(client, books):
+    from ledger.models import BalanceTransaction
+
+    refund = BalanceTransaction.objects.get(reporting_category="refund")
+    refund.payment_intent_id = "pi_found"
+    refund.save(update_fields=["payment_intent_id"])
+    client.force_login(finance_user())
+
+    def listed(**query):
+        return [
+            row.stripe_id for row in client.get("/admin/ledger/balancetransaction/", query).context["cl"].result_list
+        ]
+
+    assert listed(q=refund.stripe_id) == listed(q=refund.source_id) == listed(q="pi_found") == [refund.stripe_id]
+    assert listed(q=refund.stripe_id.upper()) == []
+    assert sorted(listed(reporting_category="dispute")) == list(
+        BalanceTransaction.objects.filter(reporting_category="dispute").values_list("stripe_id", flat=True)
+    )
