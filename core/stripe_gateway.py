@@ -430,11 +430,17 @@ def balance_transaction_list(**filters: Any) -> Iterator[dict]:
     expanded to its object, `available_on`, `created`), read in pages of 100 as the
     caller iterates. A failure on any page raises: the caller gets no silent gap.
     """
-    params = {**filters, "limit": 100, "expand": ["data.source"]}
-    with _translated_errors():
-        page = get_client().v1.balance_transactions.list(params=params)
-        for transaction in page.auto_paging_iter():
-            yield _as_dict(transaction)
+    params: dict[str, Any] = {**filters, "limit": 100, "expand": ["data.source"]}
+    client = get_client()
+    while True:
+        # The same GET the SDK's list makes, its JSON read as plain dicts: at 100,000
+        # transactions, building the SDK's objects would take most of a sync's time.
+        with _translated_errors():
+            page = client.raw_request("get", "/v1/balance_transactions", **params).data
+        yield from page["data"]
+        if not page.get("has_more") or not page["data"]:
+            return
+        params["starting_after"] = page["data"][-1]["id"]
 
 
 def payout_retrieve(payout_id: str) -> dict:

@@ -14,6 +14,7 @@ reconciliation, in any order and at once, is recorded and posted once.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -107,6 +108,35 @@ class Recorded:
     posted: int = 0
 
 
+# BalanceTransaction's columns as `balance_transactions_record` writes them, and their SQL types.
+_TRANSACTION_COLUMNS = (
+    ("stripe_id", "text"),
+    ("type", "text"),
+    ("reporting_category", "text"),
+    ("amount", "bigint"),
+    ("fee", "bigint"),
+    ("fee_details", "jsonb"),
+    ("net", "bigint"),
+    ("currency", "text"),
+    ("exchange_rate", "numeric"),
+    ("source_id", "text"),
+    ("source_type", "text"),
+    ("payment_intent_id", "text"),
+    ("payout_id", "bigint"),
+    ("payment_id", "uuid"),
+    ("refund_id", "uuid"),
+    ("dispute_id", "bigint"),
+    ("available_on", "timestamptz"),
+    ("stripe_created", "timestamptz"),
+)
+_INSERT_TRANSACTIONS = (
+    f"INSERT INTO {BalanceTransaction._meta.db_table}"
+    f" ({', '.join(name for name, _ in _TRANSACTION_COLUMNS)}, recorded_at)"
+    f" SELECT *, now() FROM unnest({', '.join(f'%s::{sql_type}[]' for _, sql_type in _TRANSACTION_COLUMNS)})"
+    " ON CONFLICT (stripe_id) DO NOTHING RETURNING stripe_id"
+)
+
+
 def balance_transactions_record(*, stripe_txns: list[dict], payout: Payout | None = None) -> Recorded:
     """
     Record Stripe balance transactions (dicts as Stripe answers them, `source`
@@ -135,40 +165,40 @@ def balance_transactions_record(*, stripe_txns: list[dict], payout: Payout | Non
         disputes = dict(
             Dispute.objects.filter(stripe_dispute_id__in=dispute_ids).values_list("stripe_dispute_id", "id")
         )
-        rows = []
+        columns: dict[str, list] = {name: [] for name, _ in _TRANSACTION_COLUMNS}
         for txn in stripe_txns:
             source_id, kind, intent = facts[txn["id"]]
-            rows.append(
-                BalanceTransaction(
-                    stripe_id=txn["id"],
-                    type=txn.get("type") or "",
-                    reporting_category=txn.get("reporting_category") or "",
-                    amount=int(txn["amount"]),
-                    fee=int(txn.get("fee") or 0),
-                    fee_details=txn.get("fee_details") or [],
-                    net=int(txn["net"])
-                    if txn.get("net") is not None
-                    else int(txn["amount"]) - int(txn.get("fee") or 0),
-                    currency=str(txn["currency"]).lower(),
-                    exchange_rate=txn.get("exchange_rate"),
-                    source_id=source_id,
-                    source_type=kind,
-                    payment_intent_id=intent,
-                    payout=payout,
-                    payment_id=payments.get(intent),
-                    refund_id=refunds.get(source_id) if kind == "refund" else None,
-                    dispute_id=disputes.get(source_id) if kind == "dispute" else None,
-                    available_on=_aware(txn.get("available_on")),
-                    stripe_created=_aware(txn["created"]),
-                )
-            )
-        before = BalanceTransaction.objects.filter(stripe_id__in=[row.stripe_id for row in rows]).count()
-        BalanceTransaction.objects.bulk_create(rows, ignore_conflicts=True)
-        result.new = len(rows) - before
+            amount, fee = int(txn["amount"]), int(txn.get("fee") or 0)
+            row = {
+                "stripe_id": txn["id"],
+                "type": txn.get("type") or "",
+                "reporting_category": txn.get("reporting_category") or "",
+                "amount": amount,
+                "fee": fee,
+                "fee_details": json.dumps(txn.get("fee_details") or []),
+                "net": int(txn["net"]) if txn.get("net") is not None else amount - fee,
+                "currency": str(txn["currency"]).lower(),
+                "exchange_rate": txn.get("exchange_rate"),
+                "source_id": source_id,
+                "source_type": kind,
+                "payment_intent_id": intent,
+                "payout_id": payout.pk if payout is not None else None,
+                "payment_id": payments.get(intent),
+                "refund_id": refunds.get(source_id) if kind == "refund" else None,
+                "dispute_id": disputes.get(source_id) if kind == "dispute" else None,
+                "available_on": _aware(txn.get("available_on")),
+                "stripe_created": _aware(txn["created"]),
+            }
+            for name, values in columns.items():
+                values.append(row[name])
+        with connection.cursor() as cursor:
+            # One statement of arrays, not Django's bulk_create of thousands of parameters.
+            cursor.execute(_INSERT_TRANSACTIONS, list(columns.values()))
+            result.new = len(cursor.fetchall())
         stored = {
             stripe_id: (pk, payout_id)
             for stripe_id, pk, payout_id in BalanceTransaction.objects.filter(
-                stripe_id__in=[row.stripe_id for row in rows]
+                stripe_id__in=columns["stripe_id"]
             ).values_list("stripe_id", "id", "payout_id")
         }
         if payout is not None:
@@ -204,16 +234,13 @@ def _post_entries(stripe_txns: list[dict], stored: dict[str, tuple[int, int | No
         currency = str(txn["currency"]).lower()
         day = _aware(txn["created"]).date()
         for kind, amount in postings_for(txn):
-            postings.append(
-                Posting(
-                    entry_id=entry_id,
-                    account_id=accounts[(kind, currency)],
-                    currency=currency,
-                    amount=amount,
-                    occurred_on=day,
-                )
-            )
-    Posting.objects.bulk_create(postings)
+            postings.append((entry_id, accounts[(kind, currency)], currency, amount, day))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {Posting._meta.db_table} (entry_id, account_id, currency, amount, occurred_on)"
+            " SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::bigint[], %s::date[])",
+            [list(column) for column in zip(*postings, strict=True)],
+        )
     return len(new_entries)
 
 
