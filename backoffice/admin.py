@@ -5,7 +5,13 @@ imports this module, which imports them.
 
 from django.contrib import admin
 
-from backoffice import admin_notifications, admin_payments, admin_refunds, admin_webhooks  # noqa: F401
+from backoffice import (  # noqa: F401
+    admin_ledger,
+    admin_notifications,
+    admin_payments,
+    admin_refunds,
+    admin_webhooks,
+)
 
 admin.site.site_header = "paymentsite back-office"
 admin.site.site_title = "paymentsite back-office"

@@ -38,6 +38,12 @@ def runs(quick: bool) -> list[tuple[str, list[str], dict[str, str]]]:
         ),
         ("Payment creation", ["benchmarks.payment_create", "--requests", "50" if quick else "500"], {}),
         (
+            "The books: sync_ledger and the finance report",
+            ["benchmarks.ledger"]
+            + (["--transactions", "3000", "--payments", "20000", "--runs", "3"] if quick else ["--runs", "5"]),
+            {},
+        ),
+        (
             "Admin pages",
             ["benchmarks.admin_pages", "--payments", "20000" if quick else "1000000", "--runs", "5"],
             admin_env,

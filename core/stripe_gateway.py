@@ -413,3 +413,40 @@ def id_of(value) -> str | None:
     if isinstance(value, dict):
         value = value.get("id")
     return str(value) if value else None
+
+
+# --- Balance transactions and payouts (the books) ------------------------------
+#
+# Reads only: no idempotency key. Each raises StripeUnavailable / StripeServerError
+# (try again later) or StripeRefused (an unknown id, a filter Stripe refuses).
+
+
+def balance_transaction_list(**filters: Any) -> Iterator[dict]:
+    """
+    Every balance transaction matching Stripe's list `filters` (`payout`, `source`,
+    `type`, `currency`, `created` as a dict of `gt`/`gte`/`lt`/`lte` Unix seconds),
+    newest first, each a dict (`id`, `type`, `reporting_category`, `amount`, `fee`,
+    `fee_details`, `net` in minor units, `currency`, `exchange_rate`, `source`
+    expanded to its object, `available_on`, `created`), read in pages of 100 as the
+    caller iterates. A failure on any page raises: the caller gets no silent gap.
+    """
+    params: dict[str, Any] = {**filters, "limit": 100, "expand": ["data.source"]}
+    client = get_client()
+    while True:
+        # The same GET the SDK's list makes, its JSON read as plain dicts: at 100,000
+        # transactions, building the SDK's objects would take most of a sync's time.
+        with _translated_errors():
+            page = client.raw_request("get", "/v1/balance_transactions", **params).data
+        yield from page["data"]
+        if not page.get("has_more") or not page["data"]:
+            return
+        params["starting_after"] = page["data"][-1]["id"]
+
+
+def payout_retrieve(payout_id: str) -> dict:
+    """
+    The payout as Stripe holds it now (`id`, `amount`, `currency`, `status`,
+    `automatic`, `arrival_date`, `created`, `reconciliation_status`). Raises
+    StripeUnavailable / StripeServerError, or StripeRefused (an unknown id: 404).
+    """
+    return _call(get_client().v1.payouts.retrieve, payout_id, write=False)

@@ -16,6 +16,9 @@ pickle file turned off, and puts our layers around it, outermost first:
 - what localstripe lacks (devkit/stripe_extras.py): parameters real Stripe takes
   and localstripe refuses (a PaymentIntent's ``description``, a refund's
   ``reason``...) are taken out and echoed back, and ``amount_received`` is filled;
+- the books (devkit/stripe_ledger.py): Stripe's fees on balance transactions,
+  their list with its filters (``payout=``...), disputes and payouts, and the
+  ``/_ledger`` controls that open and close disputes and make and pay payouts;
 - the ``hang`` fault's sleep, innermost.
 
 Run the server with::
@@ -49,6 +52,8 @@ from devkit.processes import DEFAULT_HOST, PROJECT_ROOT, ServerProcess, free_por
 from devkit.stripe_extras import Extras, fill_events, make_extras_middleware
 from devkit.stripe_faults import FaultRules, hang_middleware, make_fault_middleware
 from devkit.stripe_idempotency import IdempotencyStore, make_idempotency_middleware
+from devkit.stripe_ledger import LEDGER, make_ledger_middleware
+from devkit.stripe_ledger import install as install_ledger
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -78,8 +83,9 @@ def build_app() -> web.Application:
     # authenticated and let localstripe answer its own errors.
     extras = Extras()
     fill_events(extras)
+    install_ledger(LEDGER)
     outer = [make_fault_middleware(FaultRules()), make_idempotency_middleware(IdempotencyStore())]
-    inner = [make_extras_middleware(extras), hang_middleware]
+    inner = [make_extras_middleware(extras), make_ledger_middleware(LEDGER), hang_middleware]
     app.middlewares[0:0] = [web.middleware(mw) for mw in outer]
     app.middlewares.extend(web.middleware(mw) for mw in inner)
     return app
@@ -246,6 +252,41 @@ class FakeStripe(ServerProcess):
             if not page.get("has_more") or not page["data"]:
                 return objects
             query["starting_after"] = page["data"][-1]["id"]
+
+    # -- the books (devkit/stripe_ledger.py) --------------------------------
+
+    def open_dispute(
+        self, *, payment_intent: str, amount: int | None = None, reason: str = "fraudulent"
+    ) -> dict[str, Any]:
+        """Open a dispute of the PaymentIntent's charge (amount and dispute fee withdrawn); answers it."""
+        spec = {"payment_intent": payment_intent, "reason": reason, **({"amount": amount} if amount else {})}
+        return self._call("POST", "/_ledger/disputes", json_body=spec, auth=True)
+
+    def close_dispute(self, dispute_id: str, outcome: str) -> dict[str, Any]:
+        """Close a dispute as `won` (amount back, fee kept) or `lost`; answers it."""
+        return self._call("POST", f"/_ledger/disputes/{dispute_id}/close", json_body={"outcome": outcome}, auth=True)
+
+    def make_payout(self, currency: str) -> dict[str, Any]:
+        """An automatic payout of every transaction of `currency` not paid out yet (in transit); answers it."""
+        return self._call("POST", "/_ledger/payouts", json_body={"currency": currency}, auth=True)
+
+    def pay_payout(self, payout_id: str) -> dict[str, Any]:
+        """The bank received it: `payout.paid`, then `payout.reconciliation_completed`; answers it."""
+        return self._call("POST", f"/_ledger/payouts/{payout_id}/pay", json_body={}, auth=True)
+
+    def fail_payout(self, payout_id: str) -> dict[str, Any]:
+        return self._call("POST", f"/_ledger/payouts/{payout_id}/fail", json_body={}, auth=True)
+
+    def seed_transactions(
+        self, count: int, *, currency: str = "usd", amount: int = 2000, start: int | None = None
+    ) -> None:
+        """`count` charge balance transactions at once, a second apart (benchmarks)."""
+        spec = {"count": count, "currency": currency, "amount": amount, **({"start": start} if start else {})}
+        self._call("POST", "/_ledger/seed", json_body=spec, auth=True)
+
+    def events(self, event_type: str) -> list[dict[str, Any]]:
+        """The events of `event_type` the local Stripe has made, newest first."""
+        return self._call("GET", "/v1/events", params={"type": event_type, "limit": 100}, auth=True)["data"]
 
     # -- HTTP ---------------------------------------------------------------
 

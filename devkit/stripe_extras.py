@@ -361,7 +361,11 @@ def _release_without_refund(payment_intent_id: str, refunds_before: set[str], ca
     charge = store[f"payment_intent:{payment_intent_id}"].latest_charge
     transaction = store.get(f"balance_transaction:{charge.balance_transaction}")
     if transaction is not None and transaction.amount != captured:
+        from devkit.stripe_ledger import set_charge_fee
+
         transaction.amount = captured
+        # Stripe's fee is on what was captured.
+        set_charge_fee(transaction)
     return bool(released)
 
 

@@ -47,6 +47,7 @@ FAST_RECOVERY_ENV = {
     "SCHEDULE_RECONCILE": "",
     "SCHEDULE_RETRY_REFUNDS": "",
     "SCHEDULE_OVERDUE_PAYMENTS": "",
+    "SCHEDULE_SYNC_LEDGER": "",
     # Notifications to the storefront: retried every second, and given 2 s to answer,
     # so a receiver in trouble (tests of devkit.receiver) recovers within a test.
     "NOTIFICATIONS_TIMEOUT": "2",

@@ -347,6 +347,7 @@ JOBS_SCHEDULE = {
     "retry_refunds": env.str("SCHEDULE_RETRY_REFUNDS", default="*/5 * * * *"),
     "overdue_payments": env.str("SCHEDULE_OVERDUE_PAYMENTS", default="*/10 * * * *"),
     "stalled_jobs": env.str("SCHEDULE_STALLED_JOBS", default="* * * * *"),
+    "sync_ledger": env.str("SCHEDULE_SYNC_LEDGER", default="*/15 * * * *"),
 }
 # reconcile's window, like `reconcile_stripe --since`: payments and refunds created this recently.
 RECONCILE_SINCE_HOURS = env.float("RECONCILE_SINCE_HOURS", default=72.0)
@@ -367,6 +368,8 @@ for _quiet in ("procrastinate.blueprints", "procrastinate.periodic", "procrastin
 # (notifications.outbox); a job per endpoint sends it, signed per Standard Webhooks.
 
 INSTALLED_APPS.append("notifications")
+# The books: Stripe's balance transactions and payouts, and a double-entry journal.
+INSTALLED_APPS.append("ledger")
 # Seconds an endpoint has to answer 2xx; later, or anything else, is a failed attempt.
 NOTIFICATIONS_TIMEOUT = env.float("NOTIFICATIONS_TIMEOUT", default=5.0)
 # The waits between attempts, in seconds: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h

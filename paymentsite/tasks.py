@@ -31,6 +31,7 @@ SCHEDULED_TASKS = {
     "retry_refunds": "refunds.retry_refunds",
     "overdue_payments": "webhooks.reread_overdue_payments",
     "stalled_jobs": "paymentsite.retry_stalled_jobs",
+    "sync_ledger": "ledger.sync_ledger",
 }
 
 

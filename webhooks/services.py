@@ -22,6 +22,7 @@ from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 import core.stripe_gateway as stripe_gateway
+from core.signals import stripe_event_applied
 from core.storable import unstorable_string_problem
 from payments.services import payment_record_stripe_intent
 from webhooks.handlers import HANDLERS, EventIgnored, PaymentNotKnownYet, object_problem
@@ -304,6 +305,15 @@ def _apply_once(event_id: int, *, count: bool = True) -> _Attempt:
         if event.outcome != WebhookEvent.Outcome.PENDING:
             event.processed_at = timezone.now()
         event.save()
+        if event.outcome != WebhookEvent.Outcome.PENDING:
+            # The books hear of it here (they may not import this app); receivers only queue work after the commit.
+            stripe_event_applied.send_robust(
+                sender=WebhookEvent,
+                event_type=event.type,
+                stripe_object=event.stripe_object,
+                outcome=event.outcome,
+                stripe_event_id=event.stripe_event_id,
+            )
         return _Attempt(event, unknown_intent)
 
 
