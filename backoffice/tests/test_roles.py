@@ -9,6 +9,7 @@ import io
 
 import pytest
 from django.contrib import admin
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.contrib.contenttypes.models import ContentType
 from django.core.management import call_command
@@ -145,3 +146,17 @@ def test_support_sees_only_the_desk_on_the_admin_index(support_client):
     assert reverse("admin:payments_payment_changelist") in body
     assert reverse("admin:auth_user_changelist") not in body
     assert reverse("admin:auth_group_changelist") not in body
+
+
+@pytest.mark.django_db
+def test_the_demo_finance_user_reads_the_finance_report_and_support_does_not(client, settings):
+    """The Finance group carries the ledger's report permission; the Support group does not."""
+    settings.DEBUG = True
+    call_command("create_demo_users", stdout=io.StringIO())
+    User = get_user_model()
+
+    client.force_login(User.objects.get(username="finance"))
+    assert client.get("/admin/ledger/payout/report/").status_code == 200
+
+    client.force_login(User.objects.get(username="support"))
+    assert client.get("/admin/ledger/payout/report/").status_code == 403
