@@ -24,7 +24,7 @@ from benchmarks.harness import api_token, fresh_database
 from devkit.fakestripe import FakeStripe
 from devkit.siteserver import SiteServer
 
-DATABASE = "paymentsite_bench_profile"
+DATABASE = "perf_bench_profile"
 
 
 def payment_create_loop(site: SiteServer, token: str, stop: threading.Event) -> None:
