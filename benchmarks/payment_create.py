@@ -10,12 +10,17 @@ interleaved in rounds on the same worker (an idle worker answers slower, so each
 variant gets the same warm worker and the same machine load). Goal: ours at most
 1.3x the floor's median and 1.5x its p99.
 
-    python -m benchmarks.payment_create [--requests N] [--rounds R] [--conn-max-age S]
+    python -m benchmarks.payment_create [--requests N] [--rounds R] [--conn-max-age S] [--before REF]
+
+`--before REF` adds a fourth variant, POST /api/payments/ served by the code of git
+commit REF (a second one-worker server on the same database, interleaved the same
+way): what a change bought, measured before and after in one run.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import time
 import uuid
@@ -23,7 +28,7 @@ import uuid
 import requests
 import stripe
 
-from benchmarks.harness import api_token, fresh_database, machine, percentile, print_table
+from benchmarks.harness import api_token, code_at, fresh_database, machine, percentile, print_table, site_server_at
 from devkit.fakestripe import FakeStripe
 from devkit.siteserver import TEST_STRIPE_KEY, SiteServer
 
@@ -40,28 +45,33 @@ def timed(call) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def measure(count: int, rounds: int, conn_max_age: int | None = None) -> dict[str, list[float]]:
-    """Milliseconds of each request of each variant: `count` of each, in `rounds` interleaved rounds."""
+def measure(count: int, rounds: int, conn_max_age: int | None = None, before: str | None = None) -> dict:
+    """
+    Milliseconds of each request of each variant: `count` of each, in `rounds`
+    interleaved rounds; with `before`, also ours as of that git commit.
+    """
     fresh_database(DATABASE)
     token = api_token(DATABASE)
     extra_env = {} if conn_max_age is None else {"CONN_MAX_AGE": str(conn_max_age)}
-    with (
-        FakeStripe.start() as fake_stripe,
-        SiteServer.start(
-            database_name=DATABASE,
-            stripe_api_base=fake_stripe.api_base,
-            workers=1,
-            extra_env=extra_env,
-            settings_module="benchmarks.settings",
-        ) as site,
-    ):
+    with contextlib.ExitStack() as stack:
+        fake_stripe = stack.enter_context(FakeStripe.start())
+        options = {
+            "database_name": DATABASE,
+            "stripe_api_base": fake_stripe.api_base,
+            "workers": 1,
+            "extra_env": extra_env,
+        }
+        site = stack.enter_context(SiteServer.start(settings_module="benchmarks.settings", **options))
+        old_site = None
+        if before:
+            old_site = stack.enter_context(site_server_at(stack.enter_context(code_at(before)), **options))
         session = requests.Session()
         session.headers["Authorization"] = f"Token {token}"
 
-        def post(path: str):
+        def post(path: str, server: SiteServer = site):
             def call() -> None:
                 response = session.post(
-                    site.url + path, json=BODY, headers={"Idempotency-Key": str(uuid.uuid4())}, timeout=30
+                    server.url + path, json=BODY, headers={"Idempotency-Key": str(uuid.uuid4())}, timeout=30
                 )
                 assert response.status_code == 201, response.text
 
@@ -81,6 +91,8 @@ def measure(count: int, rounds: int, conn_max_age: int | None = None) -> dict[st
             )
 
         calls = {SDK: straight_to_stripe, FLOOR: post("/bench/floor/payments/"), OURS: post("/api/payments/")}
+        if old_site:
+            calls[f"{OURS} at {before}"] = post("/api/payments/", old_site)
         for call in calls.values():
             for _ in range(5):
                 call()
@@ -121,8 +133,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=1200, help="requests of each variant (1200)")
     parser.add_argument("--rounds", type=int, default=12, help="interleaved rounds (12)")
     parser.add_argument("--conn-max-age", type=int, default=None, help="override the server's CONN_MAX_AGE")
+    parser.add_argument("--before", metavar="REF", help="also ours as of git commit REF (a second server)")
     args = parser.parse_args()
-    durations = measure(args.requests, args.rounds, args.conn_max_age)
+    durations = measure(args.requests, args.rounds, args.conn_max_age, args.before)
     print_table(
         f"Payment creation, sequential, one gunicorn worker, {args.rounds} interleaved rounds, on {machine()}",
         HEADERS,
