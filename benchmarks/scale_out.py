@@ -55,6 +55,7 @@ DATABASE = "perf_bench_scale"
 DSN = f"postgres://postgres@127.0.0.1:5432/{DATABASE}"
 PGBOUNCER_PORT = 19401
 WORKER_ENV = {key: value for key, value in FAST_RECOVERY_ENV.items() if key.startswith("SCHEDULE_")}
+CORE_GROUPS = ("gunicorn", "postgres", "job workers", "stripe", "clients")
 BODY = {"amount": 2000, "currency": "usd", "description": "scale-out"}
 
 
@@ -97,6 +98,8 @@ class Sampler:
         self.groups = groups
         self.every = every
         self.waits: collections.Counter[str] = collections.Counter()
+        # The statements that wait on a lock (pg_stat_activity.query), counted per sample.
+        self.blocked: collections.Counter[str] = collections.Counter()
         self.active_samples = 0
         self.lock_waits_max = 0
         self.lock_waits_sum = 0
@@ -132,7 +135,7 @@ class Sampler:
         with psycopg.connect(DSN, autocommit=True) as conn:
             while not self.stop.is_set():
                 backends = conn.execute(
-                    "SELECT pid, state, wait_event_type, wait_event FROM pg_stat_activity"
+                    "SELECT pid, state, wait_event_type, wait_event, left(query, 70) FROM pg_stat_activity"
                     " WHERE datname = %s AND pid <> pg_backend_pid()",
                     [DATABASE],
                 ).fetchall()
@@ -142,16 +145,18 @@ class Sampler:
                     [DATABASE],
                 ).fetchone()
                 pids = self._pids()
-                for pid, _, _, _ in backends:
+                for pid, *_ in backends:
                     pids[pid] = "postgres"
                 for pid, name in pids.items():
                     seconds = cpu_seconds(pid)
                     self.cpu_first.setdefault(pid, seconds)
                     self.cpu_last[pid] = (name, seconds)
-                for _, state, wait_type, wait_event in backends:
+                for _, state, wait_type, wait_event, statement in backends:
                     if state == "active":
                         self.active_samples += 1
                         self.waits[f"{wait_type}:{wait_event}" if wait_type else "CPU (no wait)"] += 1
+                    if wait_type == "Lock":
+                        self.blocked[" ".join(statement.split())] += 1
                 self.lock_waits_max = max(self.lock_waits_max, waiting)
                 self.lock_waits_sum += waiting
                 self.connections_max = max(self.connections_max, len(backends))
@@ -308,7 +313,7 @@ def main() -> None:
     with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
         # What Django's startup option sets per connection, for the connections through PgBouncer too.
         conn.execute(f"ALTER DATABASE {DATABASE} SET lock_timeout = '10s'")
-    table, where = [], []
+    table, where, blocked_statements = [], [], []
     with contextlib.ExitStack() as stack:
         fake_stripe = stack.enter_context(FakeStripe.start())
         server_env: dict[str, str] = {}
@@ -393,6 +398,7 @@ def main() -> None:
                 row("apply (backlog of the ingest)", label, len(event_ids), outcomes, float(seconds or 1), None)
             )
             where.append(["apply", label, *sampler.summary()])
+            blocked_statements.append(("apply", label, sampler.blocked))
 
         for count, apply_workers in ((1, 1), (2, 4)):
             urls = [server.url for server in servers[:count]]
@@ -422,6 +428,11 @@ def main() -> None:
          "top waits (active backends)", "lock waits max", "connections max / limit"],
         where,
     )  # fmt: skip
+    for phase, label, blocked in blocked_statements:
+        if blocked:
+            print(f"\nWaiting on a lock during {phase} ({label}), by statement (samples):")
+            for statement, count in blocked.most_common(3):
+                print(f"- {count}: {statement}")
 
 
 if __name__ == "__main__":
