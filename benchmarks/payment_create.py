@@ -10,11 +10,11 @@ interleaved in rounds on the same worker (an idle worker answers slower, so each
 variant gets the same warm worker and the same machine load). Goal: ours at most
 1.3x the floor's median and 1.5x its p99.
 
-    python -m benchmarks.payment_create [--requests N] [--rounds R] [--conn-max-age S] [--before REF]
+    python -m benchmarks.payment_create [--requests N] [--rounds R] [--conn-max-age S] [--before REF ...]
 
-`--before REF` adds a fourth variant, POST /api/payments/ served by the code of git
-commit REF (a second one-worker server on the same database, interleaved the same
-way): what a change bought, measured before and after in one run.
+`--before REF [REF ...]` adds a variant per git commit: POST /api/payments/ served
+by the code of that commit (a one-worker server each, on the same database,
+interleaved the same way): what each change bought, before and after in one run.
 """
 
 from __future__ import annotations
@@ -45,10 +45,10 @@ def timed(call) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def measure(count: int, rounds: int, conn_max_age: int | None = None, before: str | None = None) -> dict:
+def measure(count: int, rounds: int, conn_max_age: int | None = None, before: tuple[str, ...] = ()) -> dict:
     """
     Milliseconds of each request of each variant: `count` of each, in `rounds`
-    interleaved rounds; with `before`, also ours as of that git commit.
+    interleaved rounds; for each git commit in `before`, also ours as of that commit.
     """
     fresh_database(DATABASE)
     token = api_token(DATABASE)
@@ -62,9 +62,9 @@ def measure(count: int, rounds: int, conn_max_age: int | None = None, before: st
             "extra_env": extra_env,
         }
         site = stack.enter_context(SiteServer.start(settings_module="benchmarks.settings", **options))
-        old_site = None
-        if before:
-            old_site = stack.enter_context(site_server_at(stack.enter_context(code_at(before)), **options))
+        old_sites = {
+            ref: stack.enter_context(site_server_at(stack.enter_context(code_at(ref)), **options)) for ref in before
+        }
         session = requests.Session()
         session.headers["Authorization"] = f"Token {token}"
 
@@ -91,8 +91,8 @@ def measure(count: int, rounds: int, conn_max_age: int | None = None, before: st
             )
 
         calls = {SDK: straight_to_stripe, FLOOR: post("/bench/floor/payments/"), OURS: post("/api/payments/")}
-        if old_site:
-            calls[f"{OURS} at {before}"] = post("/api/payments/", old_site)
+        for ref, old_site in old_sites.items():
+            calls[f"{OURS} at {ref}"] = post("/api/payments/", old_site)
         for call in calls.values():
             for _ in range(5):
                 call()
@@ -133,7 +133,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=1200, help="requests of each variant (1200)")
     parser.add_argument("--rounds", type=int, default=12, help="interleaved rounds (12)")
     parser.add_argument("--conn-max-age", type=int, default=None, help="override the server's CONN_MAX_AGE")
-    parser.add_argument("--before", metavar="REF", help="also ours as of git commit REF (a second server)")
+    parser.add_argument(
+        "--before", metavar="REF", nargs="+", default=(), help="also ours as of each git commit REF (a server each)"
+    )
     args = parser.parse_args()
     durations = measure(args.requests, args.rounds, args.conn_max_age, args.before)
     print_table(
