@@ -42,6 +42,7 @@ from benchmarks.harness import (
     ADMIN_DSN,
     NO_STRIPE,
     api_token,
+    cpu_seconds,
     fresh_database,
     machine,
     percentile,
@@ -65,15 +66,6 @@ def query(sql: str, params: list | None = None) -> list[tuple]:
 
 
 # --- Where the time goes -------------------------------------------------------------------
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process (0 when it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def machine_busy() -> tuple[float, float]:
