@@ -313,7 +313,8 @@ def main() -> None:
         bouncer_pid = None
         if args.pgbouncer:
             database_url, bouncer_pid = stack.enter_context(pgbouncer())
-            server_env = {"DB_BEHIND_PGBOUNCER": "true"}
+            # Server-side cursors (WITH HOLD) outlive the transaction PgBouncer lends a connection for.
+            database_url += "?DISABLE_SERVER_SIDE_CURSORS=true"
         servers = [
             stack.enter_context(
                 SiteServer.start(

@@ -163,9 +163,6 @@ DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
 DATABASES["default"].setdefault("OPTIONS", {})
 # A request that waits on a row lock longer than this fails instead of piling up.
 DATABASES["default"]["OPTIONS"].setdefault("options", f"-c lock_timeout={env.int('DB_LOCK_TIMEOUT_MS', default=10000)}")
-# Behind PgBouncer in transaction mode (README, "PgBouncer"): no server-side cursors,
-# whose WITH HOLD cursor outlives the transaction that PgBouncer's server connection is lent for.
-DATABASES["default"].setdefault("DISABLE_SERVER_SIDE_CURSORS", env.bool("DB_BEHIND_PGBOUNCER", default=False))
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
