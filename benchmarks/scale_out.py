@@ -170,9 +170,8 @@ class Sampler:
         )
         return [
             f"{100 * self.busy:.0f}%",
-            " / ".join(
-                f"{cores.get(name, 0):.2f}" for name in ("gunicorn", "postgres", "job workers", "stripe", "clients")
-            ),
+            " / ".join(f"{cores.get(name, 0):.2f}" for name in CORE_GROUPS)
+            + (f" (pgbouncer {cores['pgbouncer']:.2f})" if "pgbouncer" in cores else ""),
             waits or "-",
             f"{self.lock_waits_max} (mean {self.lock_waits_sum / max(1, self.samples):.1f})",
             f"{self.connections_max} / {self.max_connections}",
