@@ -10,7 +10,7 @@ interleaved in rounds on the same worker (an idle worker answers slower, so each
 variant gets the same warm worker and the same machine load). Goal: ours at most
 1.3x the floor's median and 1.5x its p99.
 
-    python -m benchmarks.payment_create [--requests N] [--rounds R] [--conn-max-age S] [--before REF ...]
+    python -m benchmarks.payment_create [--requests N] [--rounds R] [--conn-max-age S] [--before REF ...] [--quick]
 
 `--before REF [REF ...]` adds a variant per git commit: POST /api/payments/ served
 by the code of that commit (a one-worker server each, on the same database,
@@ -162,7 +162,10 @@ def main() -> None:
     parser.add_argument(
         "--before", metavar="REF", nargs="+", default=(), help="also ours as of each git commit REF (a server each)"
     )
+    parser.add_argument("--quick", action="store_true", help="60 requests of each in 3 rounds: check that it runs")
     args = parser.parse_args()
+    if args.quick:
+        args.requests, args.rounds = 60, 3
     durations, cpu = measure(args.requests, args.rounds, args.conn_max_age, tuple(args.before))
     print_table(
         f"Payment creation, sequential, one gunicorn worker, {args.rounds} interleaved rounds, on {machine()}",
