@@ -1,21 +1,33 @@
 """
 The performance figures of BENCHMARKS.md in one run on one machine, each beside
-its baseline: webhook acknowledgement against a bare one-INSERT view on the same
-server (and the background workers' apply throughput and lag with 1, 2 and 4
-workers), POST /api/payments/ against a direct SDK create to the same local
-Stripe, and the admin's busiest pages at a million payments against a stock
-ModelAdmin.
+its baseline:
 
-    .venv/bin/python -m benchmarks.figures [--quick]
+- webhook acknowledgement against the bare one-INSERT view on the same server,
+  and the background workers' apply throughput and lag (benchmarks.engine);
+- POST /api/payments/ against its floor view (token, INSERT, the same SDK create,
+  UPDATE) and a direct SDK create (benchmarks.payment_create);
+- the same signed webhook events to paymentsite and to dj-stripe
+  (benchmarks.peer_webhooks);
+- one and two gunicorn servers, one and four job workers on one PostgreSQL, and
+  where the time goes (benchmarks.scale_out);
+- notifications with and without the outbox (benchmarks.notifications);
+- the admin's busiest pages against a stock ModelAdmin (benchmarks.admin_pages).
+
+    .venv/bin/python -m benchmarks.figures [--quick] [--only NAME ...]
 
 Each benchmark runs in its own process (each sets Django up on a database of its
-own) and prints its table; `--quick` uses small sizes to check that it all runs.
+own) and prints its table under the machine, the exact command and the time it
+started; `--quick` uses small sizes to check that it all runs.
+
+BENCHMARKS entries: (name, title, module, arguments, quick arguments, extra
+environment). To add a benchmark, add a line.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -24,36 +36,27 @@ from benchmarks.harness import machine
 from devkit.processes import PROJECT_ROOT
 
 ADMIN_DATABASE = "paymentsite_admin_bench"
+ADMIN_ENV = {"DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{ADMIN_DATABASE}"}
 
-
-def runs(quick: bool) -> list[tuple[str, list[str], dict[str, str]]]:
-    """(title, module and arguments, extra environment) of each benchmark."""
-    admin_env = {"DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{ADMIN_DATABASE}"}
-    return [
-        (
-            "Webhooks: acknowledgement and apply (background engine)",
-            ["benchmarks.engine"]
-            + (["--events", "300", "--backlog", "200", "--lag-events", "100"] if quick else ["--events", "3000"]),
-            {},
-        ),
-        ("Payment creation", ["benchmarks.payment_create", "--requests", "50" if quick else "500"], {}),
-        (
-            "The books: sync_ledger and the finance report",
-            ["benchmarks.ledger"]
-            + (["--transactions", "3000", "--payments", "20000", "--runs", "3"] if quick else ["--runs", "5"]),
-            {},
-        ),
-        (
-            "Admin pages",
-            ["benchmarks.admin_pages", "--payments", "20000" if quick else "1000000", "--runs", "5"],
-            admin_env,
-        ),
-        (
-            "Admin search and date range",
-            ["benchmarks.admin_search", "--payments", "20000" if quick else "1000000", "--runs", "5"],
-            admin_env,
-        ),
-    ]
+BENCHMARKS = [
+    ("engine", "Webhooks: acknowledgement against the bare INSERT; apply with 1, 2, 4 workers", "benchmarks.engine",
+     ["--events", "3000"], ["--events", "300", "--backlog", "200", "--lag-events", "100"], {}),
+    ("payment_create", "Payment creation against its floor", "benchmarks.payment_create",
+     ["--requests", "1200", "--rounds", "12"], ["--quick"], {}),
+    ("peer", "Webhooks beside dj-stripe", "benchmarks.peer_webhooks", ["--payments", "300"], ["--quick"], {}),
+    ("scale_out", "Scale-out: two servers, four workers, one PostgreSQL", "benchmarks.scale_out",
+     [], ["--quick"], {}),
+    ("scale_out_pgbouncer", "Scale-out through PgBouncer", "benchmarks.scale_out", ["--pgbouncer"],
+     ["--quick", "--pgbouncer"], {}),
+    ("notifications", "Notifications: with and without the outbox", "benchmarks.notifications",
+     [], ["--events", "100", "--lag-events", "40", "--cost-events", "60", "--workers", "1"], {}),
+    ("admin_pages", "Admin pages against a stock ModelAdmin", "benchmarks.admin_pages",
+     ["--payments", "1000000", "--runs", "5"], ["--payments", "20000", "--runs", "5"], ADMIN_ENV),
+    ("admin_search", "Admin search and date range against a stock ModelAdmin", "benchmarks.admin_search",
+     ["--payments", "1000000", "--runs", "5"], ["--payments", "20000", "--runs", "5"], ADMIN_ENV),
+    ("ledger", "The books: sync_ledger and the finance report", "benchmarks.ledger",
+     ["--runs", "5"], ["--transactions", "3000", "--payments", "20000", "--runs", "3"], {}),
+]  # fmt: skip
 
 
 def ensure_database(name: str) -> None:
@@ -68,19 +71,24 @@ def ensure_database(name: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--quick", action="store_true", help="small sizes: check that everything runs")
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="only these (names: see BENCHMARKS)")
     args = parser.parse_args()
     ensure_database(ADMIN_DATABASE)
     print(f"# paymentsite performance figures\n\nMachine: {machine()}. Started {time.strftime('%Y-%m-%d %H:%M UTC')}.")
-    for title, command, env in runs(args.quick):
-        print(f"\n## {title}\n", flush=True)
+    failed = []
+    for name, title, module, full, quick, env in BENCHMARKS:
+        if args.only and name not in args.only:
+            continue
+        command = [sys.executable, "-m", module, *(quick if args.quick else full)]
+        shown = " ".join([".venv/bin/python", "-m", module, *map(shlex.quote, quick if args.quick else full)])
+        print(f"\n## {title}\n\nMachine: {machine()}. Command: `{shown}`. {time.strftime('%Y-%m-%d %H:%M UTC')}.")
         started = time.monotonic()
-        subprocess.run(
-            [sys.executable, "-m", *command],
-            cwd=PROJECT_ROOT,
-            env={**os.environ, **env},
-            check=True,
-        )
-        print(f"\n({title}: {time.monotonic() - started:.0f} s)", flush=True)
+        result = subprocess.run(command, cwd=PROJECT_ROOT, env={**os.environ, **env})
+        if result.returncode:
+            failed.append(name)
+        print(f"\n({title}: {time.monotonic() - started:.0f} s{', FAILED' if result.returncode else ''})", flush=True)
+    if failed:
+        raise SystemExit(f"failed: {', '.join(failed)}")
 
 
 if __name__ == "__main__":

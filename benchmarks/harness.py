@@ -14,6 +14,8 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import psycopg
 
@@ -98,6 +100,15 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (0 when it is gone), from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def machine() -> str:
     with open("/proc/cpuinfo") as cpuinfo:
         model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "?")
@@ -112,3 +123,27 @@ def print_table(title: str, headers: list[str], rows: list[list[object]]) -> Non
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for row in cells[1:]:
         print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |")
+
+
+@contextlib.contextmanager
+def code_at(ref: str):
+    """The project's files at git `ref` in a temporary folder (git archive), for a server of that code."""
+    with tempfile.TemporaryDirectory(prefix="perf-code-") as folder:
+        archive = subprocess.run(["git", "archive", ref], cwd=PROJECT_ROOT, capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", folder], input=archive, check=True)
+        yield Path(folder)
+
+
+@contextlib.contextmanager
+def site_server_at(root: Path, **start_options):
+    """A SiteServer (SiteServer.start's options) running the code in `root` instead of this tree."""
+    import devkit.siteserver as siteserver
+
+    saved = siteserver.PROJECT_ROOT
+    siteserver.PROJECT_ROOT = root
+    try:
+        server = SiteServer.start(**start_options)
+    finally:
+        siteserver.PROJECT_ROOT = saved
+    with server:
+        yield server

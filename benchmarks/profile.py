@@ -24,7 +24,7 @@ from benchmarks.harness import api_token, fresh_database
 from devkit.fakestripe import FakeStripe
 from devkit.siteserver import SiteServer
 
-DATABASE = "paymentsite_bench_profile"
+DATABASE = "perf_bench_profile"
 
 
 def payment_create_loop(site: SiteServer, token: str, stop: threading.Event) -> None:
@@ -58,6 +58,20 @@ def rank(collapsed: Path, top: int) -> list[tuple[float, str]]:
     return [(100 * n / total, frame) for frame, n in inclusive.most_common(top)]
 
 
+def by_package(collapsed: Path) -> list[tuple[float, str]]:
+    """Self time (the sampled leaf frame) by package: where the CPU goes or waits, summed over callers."""
+    leaves: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        samples = int(count)
+        total += samples
+        leaf = stack.split(";")[-1]
+        path = leaf.rpartition("(")[2].rstrip(")").split(":")[0]
+        leaves[path.split("/")[0] if "/" in path else path] += samples
+    return [(100 * n / total, package) for package, n in leaves.most_common()]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("scenario", choices=sorted(SCENARIOS))
@@ -89,6 +103,9 @@ def main() -> None:
         client.join()
     for share, frame in rank(output, args.top):
         print(f"{share:5.1f}%  {frame}")
+    print("\nSelf time by package:")
+    for share, package in by_package(output)[: args.top]:
+        print(f"{share:5.1f}%  {package}")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ resumes it. Amounts are integers in the currency's minor unit throughout.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import uuid
 from datetime import UTC, datetime
@@ -131,7 +132,7 @@ def payment_create(
         # Ambiguous: keep the row for the retry, but let it in without waiting for the lease.
         Payment.objects.filter(pk=payment.pk).update(stripe_call_started_at=None)
         raise
-    return _payment_record_created(payment_id=payment.pk, intent=intent), False
+    return _payment_record_created(payment=payment, intent=intent), False
 
 
 def _payment_claim(*, user, idempotency_key: str, fingerprint: str, fields: dict) -> tuple[Payment, bool]:
@@ -141,16 +142,19 @@ def _payment_claim(*, user, idempotency_key: str, fingerprint: str, fields: dict
     lease (`stripe_call_started_at`) and must call Stripe.
     """
     now = timezone.now()
+    row = {"user": user, "idempotency_key": idempotency_key, "request_fingerprint": fingerprint, **fields}
+    if not transaction.get_connection().in_atomic_block:
+        # Autocommit: the INSERT is its own transaction, committed in one round trip
+        # (no BEGIN, savepoint or COMMIT of our own); a key already taken fails it
+        # alone, and the row is then read under its lock below.
+        try:
+            return Payment.objects.create(stripe_call_started_at=now, **row), False
+        except IntegrityError:
+            pass
     with transaction.atomic():
         try:
             with transaction.atomic():
-                payment = Payment.objects.create(
-                    user=user,
-                    idempotency_key=idempotency_key,
-                    request_fingerprint=fingerprint,
-                    stripe_call_started_at=now,
-                    **fields,
-                )
+                payment = Payment.objects.create(stripe_call_started_at=now, **row)
             return payment, False
         except IntegrityError:
             # The unique (user, idempotency_key) index made us wait for the other
@@ -170,9 +174,46 @@ def _payment_claim(*, user, idempotency_key: str, fingerprint: str, fields: dict
         return payment, False
 
 
-def _payment_record_created(*, payment_id, intent: dict) -> Payment:
+# What Stripe's answer to our create may set on the row without the lock: none of
+# these makes news (notifications.outbox.WATCHED), so no save signal is owed.
+CREATE_ANSWER_FIELDS = frozenset(
+    {"stripe_payment_intent_id", "client_secret", "capture_method", "stripe_state_at", "stripe_call_started_at"}
+)
+
+
+def _payment_record_created(*, payment: Payment, intent: dict) -> Payment:
+    """
+    Record Stripe's answer to our create on `payment`, the row as `_payment_claim`
+    left it, and answer the payment as recorded.
+
+    Usually in one statement: a compare-and-set UPDATE of the fields the answer
+    sets, on the condition that nothing wrote the row since the claim (no
+    PaymentIntent recorded, our lease and `updated_at` unchanged: every save sets
+    it) and that the answer moves nothing but CREATE_ANSWER_FIELDS. Otherwise (a
+    webhook or the desk got there first, or the answer moves the status) the row
+    is locked, read again, and the answer applied by payment_record_intent, whose
+    save makes the outbox's events.
+    """
+    answered = copy.copy(payment)
+    answered.stripe_call_started_at = None
+    _payment_apply_intent(payment=answered, intent=intent, at=timezone.now())
+    changed = {
+        field.attname: getattr(answered, field.attname)
+        for field in Payment._meta.concrete_fields
+        if getattr(answered, field.attname) != getattr(payment, field.attname)
+    }
+    if changed.keys() <= CREATE_ANSWER_FIELDS:
+        answered.updated_at = timezone.now()
+        written = Payment.objects.filter(
+            pk=payment.pk,
+            stripe_payment_intent_id__isnull=True,
+            stripe_call_started_at=payment.stripe_call_started_at,
+            updated_at=payment.updated_at,
+        ).update(updated_at=answered.updated_at, **changed)
+        if written:
+            return answered
     with transaction.atomic():
-        payment = Payment.objects.select_for_update().get(pk=payment_id)
+        payment = Payment.objects.select_for_update().get(pk=payment.pk)
         payment.stripe_call_started_at = None
         payment_record_intent(payment=payment, intent=intent, at=timezone.now())
         return payment
@@ -199,6 +240,13 @@ def payment_record_intent(*, payment: Payment, intent: dict, at: datetime, payme
     none of its own; the caller holds the payment's row lock. No network call.
     Safe to repeat: the same news applied twice changes nothing the second time.
     """
+    changed = _payment_apply_intent(payment=payment, intent=intent, at=at, payment_failed=payment_failed)
+    payment.save()
+    return changed
+
+
+def _payment_apply_intent(*, payment: Payment, intent: dict, at: datetime, payment_failed: bool = False) -> bool:
+    """payment_record_intent on the instance only, not saved."""
     if not payment.stripe_payment_intent_id:
         payment.stripe_payment_intent_id = intent["id"]
     if intent.get("client_secret") and not payment.client_secret:
@@ -219,7 +267,6 @@ def payment_record_intent(*, payment: Payment, intent: dict, at: datetime, payme
     charge = intent.get("latest_charge")
     if isinstance(charge, dict):
         _apply_card(payment, charge)
-    payment.save()
     return changed
 
 
