@@ -12,6 +12,7 @@ from django.db import transaction
 
 import core.stripe_gateway as stripe_gateway
 from payments.models import Dispute, Payment
+from payments.services import stripe_timestamp
 
 
 def dispute_record_stripe_dispute(*, stripe_dispute: dict, at: datetime) -> Dispute | None:
@@ -23,9 +24,10 @@ def dispute_record_stripe_dispute(*, stripe_dispute: dict, at: datetime) -> Disp
     its payment is not known here (nothing is written: the object carries no
     amount to make a payment from).
 
-    `at` is when the news was true at Stripe (the event's `created`); it is a
-    new dispute's `created_at`. Dispute.may_apply keeps a closed dispute closed
-    and lets only newer news move an open one. Locks: the payment row, then the
+    `at` is when the news was true at Stripe (the event's `created`); a new
+    dispute's `created_at` is its own `created` (Stripe's clock), else `at`.
+    Dispute.may_apply keeps a closed dispute closed and lets only newer news
+    move an open one. Locks: the payment row, then the
     dispute, in one transaction (the caller's, if it has one); so two deliveries
     of one new dispute cannot both create it. No network call. Safe to repeat:
     the same object applied again changes nothing.
@@ -43,8 +45,15 @@ def dispute_record_stripe_dispute(*, stripe_dispute: dict, at: datetime) -> Disp
                 stripe_dispute_id=stripe_dispute["id"],
                 payment=payment,
                 amount=int(stripe_dispute["amount"]),
-                created_at=at,
+                # When the dispute was opened at Stripe (its own `created`), else the news' time.
+                created_at=stripe_timestamp(stripe_dispute["created"])
+                if _is_int(stripe_dispute.get("created"))
+                else at,
             )
         dispute.apply_stripe_dispute(stripe_dispute, at=at)
         dispute.save()
     return dispute
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

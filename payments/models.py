@@ -40,13 +40,17 @@ class Payment(models.Model):
     FINAL = PAID | {Status.CANCELED}
     REFUNDABLE = frozenset({Status.SUCCEEDED, Status.PARTIALLY_REFUNDED})
     # Among the statuses a PaymentIntent can move between before it is final,
-    # the further along wins when two pieces of news carry the same timestamp.
+    # the further along in Stripe's lifecycle wins when two pieces of news carry
+    # the same second (Stripe's clock counts seconds): a PaymentIntent is created
+    # (requires_payment_method), confirmed, maybe challenged (requires_action),
+    # processed, and only then declined (`payment_failed`: failed) or authorized
+    # (requires_capture); a decline therefore outranks the steps before it.
     PROGRESS = {
         Status.REQUIRES_PAYMENT_METHOD: 0,
-        Status.FAILED: 1,
-        Status.REQUIRES_CONFIRMATION: 2,
-        Status.REQUIRES_ACTION: 3,
-        Status.PROCESSING: 4,
+        Status.REQUIRES_CONFIRMATION: 1,
+        Status.REQUIRES_ACTION: 2,
+        Status.PROCESSING: 3,
+        Status.FAILED: 4,
         Status.REQUIRES_CAPTURE: 5,
     }
     # Older API versions (localstripe speaks 2017-08-15) use other names.
@@ -115,8 +119,8 @@ class Payment(models.Model):
     # Set while one request is creating the PaymentIntent; a concurrent request
     # with the same key sees it and answers 409 instead of calling Stripe too.
     stripe_call_started_at = models.DateTimeField(null=True, blank=True, editable=False)
-    # When Stripe's state last applied here was true at Stripe (an event's
-    # `created`, or the moment we read the object): older news is not applied.
+    # When Stripe's state last applied here was true at Stripe, on Stripe's clock
+    # only (an event's `created`, the `Date` of Stripe's answer): older news is not applied.
     stripe_state_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
@@ -250,8 +254,9 @@ class Payment(models.Model):
         """
         Move to `status` if `may_apply` allows it, with the PaymentIntent's amounts
         (minor units; None when the news does not tell them); returns whether the
-        status changed. `at` is when the news was true at Stripe: an event's
-        `created`, or now for an object just read from Stripe. The caller holds
+        status changed. `at` is when the news was true at Stripe, on Stripe's
+        clock only: an event's `created`, or the `Date` of Stripe's answer for
+        an object Stripe answered with (core.stripe_gateway.answered_at). The caller holds
         the row lock and saves.
 
         With the status come `amount` (what the PaymentIntent asks for: it follows

@@ -174,24 +174,28 @@ def _payment_record_created(*, payment_id, intent: dict) -> Payment:
     with transaction.atomic():
         payment = Payment.objects.select_for_update().get(pk=payment_id)
         payment.stripe_call_started_at = None
-        payment_record_intent(payment=payment, intent=intent, at=timezone.now())
+        payment_record_intent(payment=payment, intent=intent)
         return payment
 
 
 # --- Recording Stripe's state -----------------------------------------------
 
 
-def payment_record_intent(*, payment: Payment, intent: dict, at: datetime, payment_failed: bool = False) -> bool:
+def payment_record_intent(
+    *, payment: Payment, intent: dict, at: datetime | None = None, payment_failed: bool = False
+) -> bool:
     """
     Apply a PaymentIntent (a dict as Stripe answered or an event carried it:
     `id`, `status`, and when told `amount`, `amount_received`,
     `amount_capturable`, `capture_method`, `client_secret`,
     `last_payment_error`, and `latest_charge`, an id or the expanded charge) to
     `payment` and save it; answers whether the status changed. `at` is when
-    that state was true at Stripe (an event's `created`, or now for an object
-    just read); Payment.may_apply decides whether it may still move the payment,
-    so older news changes nothing. `payment_failed` says a payment attempt
-    failed (the intent is back in `requires_payment_method`): status `failed`.
+    that state was true at Stripe, on Stripe's clock only (an event's
+    `created`); None for an object Stripe answered with: the `Date` of that
+    answer (stripe_gateway.answered_at), never our clock. Payment.may_apply
+    decides whether it may still move the payment, so older news changes
+    nothing. `payment_failed` says a payment attempt failed (the intent is
+    back in `requires_payment_method`): status `failed`.
     The amounts (minor units) go through Payment.apply_stripe_status; an
     expanded charge also gives the card and `capture_before`.
 
@@ -199,6 +203,8 @@ def payment_record_intent(*, payment: Payment, intent: dict, at: datetime, payme
     none of its own; the caller holds the payment's row lock. No network call.
     Safe to repeat: the same news applied twice changes nothing the second time.
     """
+    if at is None:
+        at = stripe_gateway.answered_at(intent)
     if not payment.stripe_payment_intent_id:
         payment.stripe_payment_intent_id = intent["id"]
     if intent.get("client_secret") and not payment.client_secret:
@@ -284,10 +290,10 @@ def payment_record_stripe_charge(*, charge: dict, at: datetime) -> Payment | Non
 
 
 def _payment_record_answer(*, payment_id, intent: dict) -> Payment:
-    """Lock the payment again and record the PaymentIntent Stripe just answered with, as news of now."""
+    """Lock the payment again and record the PaymentIntent Stripe just answered with, as news of Stripe's answer."""
     with transaction.atomic():
         payment = Payment.objects.select_for_update().get(pk=payment_id)
-        payment_record_intent(payment=payment, intent=intent, at=timezone.now())
+        payment_record_intent(payment=payment, intent=intent)
     return payment
 
 
@@ -523,11 +529,11 @@ def _check_capture_amount(payment: Payment, amount: int | None) -> None:
 
 
 def _payment_record_capture(*, payment_id, intent: dict) -> Payment:
-    """Record the PaymentIntent after a capture attempt, as news of now, and drop the capture's lease."""
+    """Record the PaymentIntent after a capture attempt, as news of Stripe's answer, and drop the capture's lease."""
     with transaction.atomic():
         payment = Payment.objects.select_for_update().get(pk=payment_id)
         payment.capture_started_at = None
-        payment_record_intent(payment=payment, intent=intent, at=timezone.now())
+        payment_record_intent(payment=payment, intent=intent)
     return payment
 
 

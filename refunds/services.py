@@ -394,6 +394,8 @@ def refund_record_stripe_refund(
                     amount=int(stripe_refund["amount"]),
                     reason=_known_reason(stripe_refund.get("reason")),
                     created_by=None,
+                    # When Stripe made it, on Stripe's clock.
+                    created_at=stripe_timestamp(stripe_refund.get("created")),
                 )
         if not refund.stripe_refund_id:
             refund.stripe_refund_id = refund_id
@@ -446,7 +448,7 @@ def _record_release(*, stripe_refund: dict, payment: Payment) -> None:
     """A release is not a refund: an expiry cancels the payment, a partial capture's release is remembered."""
     if stripe_refund.get("reason") == EXPIRED_UNCAPTURED_CHARGE:
         payment.apply_stripe_status(
-            Payment.Status.CANCELED, at=stripe_timestamp(stripe_refund.get("created")), amount_received=0
+            Payment.Status.CANCELED, at=stripe_gateway.answered_at(stripe_refund), amount_received=0
         )
         payment.save()
     elif payment.status in Payment.PAID and not payment.stripe_release_refund_id:

@@ -224,7 +224,7 @@ def webhook_event_apply(*, event_id: int, final_attempt: bool = True) -> Webhook
     PaymentNotKnownYet: a refund or dispute delivered before, or without, the
     PaymentIntent's own events) has that PaymentIntent read from Stripe with no
     lock held, adopted (`payment_record_stripe_intent`, no user, as news of the
-    moment it was read), and the handler runs again; if Stripe has no such
+    moment Stripe answered, on Stripe's clock), and the handler runs again; if Stripe has no such
     PaymentIntent in this account the event is `ignored` with that reason.
 
     A failed attempt (any other exception of the handler, or Stripe not
@@ -315,10 +315,9 @@ def _adopt_intent(intent_id: str) -> str | None:
     """
     Read the PaymentIntent from Stripe (no lock held) and record it, adopting it
     if no payment has it (`payment_record_stripe_intent`, as news of the moment
-    read). Answers None when recorded, _MISSING_AT_STRIPE when Stripe does not
+    Stripe answered, by the `Date` of its answer). Answers None when recorded, _MISSING_AT_STRIPE when Stripe does not
     have it, or the problem (Stripe failed, or its status is unknown) as storable text.
     """
-    read_at = timezone.now()
     try:
         intent = stripe_gateway.payment_intent_retrieve(intent_id)
     except stripe_gateway.StripeRefused as exc:
@@ -328,7 +327,8 @@ def _adopt_intent(intent_id: str) -> str | None:
     except stripe_gateway.StripeError as exc:
         return f"{type(exc).__name__}: reading PaymentIntent {intent_id}: {exc.message}"[:MAX_ERROR_LENGTH]
     try:
-        payment_record_stripe_intent(intent=intent, at=read_at)
+        # As news of the moment Stripe answered, on Stripe's clock (never ours).
+        payment_record_stripe_intent(intent=intent, at=stripe_gateway.answered_at(intent))
     except Exception as exc:
         return storable_error(exc)
     return None
