@@ -245,7 +245,7 @@ def refund_submit(*, refund: Refund) -> Refund:
     if timezone.now() - refund.created_at > STRIPE_IDEMPOTENCY_KEY_LIFETIME:
         made = stripe_gateway.refund_list(payment_intent_id=payment.stripe_payment_intent_id)
         for stripe_refund in made:
-            if (stripe_refund.get("metadata") or {}).get(REFUND_ID_METADATA_KEY) == str(refund.id):
+            if stripe_refund_is_for(refund, stripe_refund=stripe_refund):
                 return refund_record_stripe_refund(stripe_refund=stripe_refund)
     try:
         answer = stripe_gateway.refund_create(
@@ -359,8 +359,11 @@ def refund_record_stripe_refund(
     tell). A release by expiry (`expired_uncaptured_charge`) cancels the
     payment, which received nothing.
 
-    Finds our refund by its Stripe id, then by our id in its metadata; a refund
-    the app never made (the Stripe dashboard) is recorded with no `created_by`.
+    Finds our refund by its Stripe id, then by our id in its metadata, which is
+    believed only for a refund of ours with no Stripe refund yet, of the same
+    PaymentIntent and amount (`stripe_refund_is_for`: metadata can be copied);
+    a refund the app never made (the Stripe dashboard) is recorded with no
+    `created_by`, on the payment of its PaymentIntent.
     Its status only moves forward (Refund.apply_stripe_status), so the same
     object applied twice, or an older one after a newer one, changes nothing.
     Raises ValueError for a refund status Stripe does not have, CaptureNotKnownYet
@@ -371,12 +374,14 @@ def refund_record_stripe_refund(
     """
     refund_id = str(stripe_refund["id"])
     with transaction.atomic():
-        refund = Refund.objects.filter(stripe_refund_id=refund_id).first() or _refund_from_metadata(stripe_refund)
+        refund = Refund.objects.filter(stripe_refund_id=refund_id).first() or _refund_from_metadata(
+            stripe_refund, charge=charge
+        )
         if refund is not None:
             payment = Payment.objects.select_for_update().get(pk=refund.payment_id)
             refund = Refund.objects.select_for_update().get(pk=refund.pk)
         else:
-            intent_id = stripe_gateway.id_of(stripe_refund.get("payment_intent"))
+            intent_id = refund_payment_intent_id(stripe_refund, charge=charge)
             if not intent_id:
                 # (Filtering on None would match the payments whose PaymentIntent is not made yet.)
                 return None
@@ -456,12 +461,56 @@ def _record_release(*, stripe_refund: dict, payment: Payment) -> None:
         payment.save(update_fields=["stripe_release_refund_id", "updated_at"])
 
 
-def _refund_from_metadata(stripe_refund: dict) -> Refund | None:
+def _refund_from_metadata(stripe_refund: dict, *, charge: dict | None = None) -> Refund | None:
+    """
+    Our refund that a Stripe refund not recorded yet is the answer for, found
+    by our id in its metadata (`stripe_refund_is_for`); None when there is none.
+    """
     our_id = (stripe_refund.get("metadata") or {}).get(REFUND_ID_METADATA_KEY)
     try:
-        return Refund.objects.filter(pk=uuid.UUID(str(our_id))).first() if our_id else None
+        refund = Refund.objects.select_related("payment").filter(pk=uuid.UUID(str(our_id))).first() if our_id else None
     except ValueError:
         return None
+    if refund is None or not stripe_refund_is_for(refund, stripe_refund=stripe_refund, charge=charge):
+        return None
+    return refund
+
+
+def stripe_refund_is_for(refund: Refund, *, stripe_refund: dict, charge: dict | None = None) -> bool:
+    """
+    Whether `stripe_refund` (a Stripe Refund object) may be recorded as our
+    `refund`'s: its metadata names our refund, and since metadata can be copied
+    (the dashboard, a script), that is believed only while our refund has no
+    Stripe refund of its own yet (or has this one), for a Stripe refund of our
+    payment's PaymentIntent (its `payment_intent`, or its charge's) and of
+    the same amount. Anything else is another refund, recorded on its own.
+    Reads `refund.payment`; no lock, no write.
+    """
+    if (stripe_refund.get("metadata") or {}).get(REFUND_ID_METADATA_KEY) != str(refund.id):
+        return False
+    if refund.stripe_refund_id is not None:
+        return refund.stripe_refund_id == str(stripe_refund.get("id"))
+    intent_id = refund_payment_intent_id(stripe_refund, charge=charge)
+    return (
+        bool(intent_id)
+        and intent_id == refund.payment.stripe_payment_intent_id
+        and (stripe_refund.get("amount") == refund.amount)
+    )
+
+
+def refund_payment_intent_id(stripe_refund: dict, *, charge: dict | None = None) -> str | None:
+    """
+    The PaymentIntent a Stripe refund gives money back from: its own
+    `payment_intent`, else that of its charge (`charge`, expanded in the refund
+    or given by the caller); None when neither says. Pure.
+    """
+    named = stripe_gateway.id_of(stripe_refund.get("payment_intent"))
+    if named:
+        return named
+    for source in (stripe_refund.get("charge"), charge):
+        if isinstance(source, dict) and stripe_gateway.id_of(source.get("payment_intent")):
+            return stripe_gateway.id_of(source.get("payment_intent"))
+    return None
 
 
 def _known_reason(reason) -> str:

@@ -18,11 +18,10 @@ from dataclasses import dataclass
 from django.db import transaction
 
 import core.stripe_gateway as stripe_gateway
-from core.idempotency import REFUND_ID_METADATA_KEY
 from payments.models import Payment
 from payments.services import payment_record_intent
 from refunds.models import Refund
-from refunds.services import payment_sync_refunded_amount, refund_record_stripe_refund
+from refunds.services import payment_sync_refunded_amount, refund_record_stripe_refund, stripe_refund_is_for
 
 
 @dataclass
@@ -118,10 +117,7 @@ def refund_reconcile(*, refund: Refund) -> ReconcileResult:
         else:
             intent_id = refund.payment.stripe_payment_intent_id
             candidates = stripe_gateway.refund_list(payment_intent_id=intent_id) if intent_id else []
-            stripe_refund = next(
-                (r for r in candidates if (r.get("metadata") or {}).get(REFUND_ID_METADATA_KEY) == str(refund.id)),
-                None,
-            )
+            stripe_refund = next((r for r in candidates if stripe_refund_is_for(refund, stripe_refund=r)), None)
     except stripe_gateway.StripeError as exc:
         return ReconcileResult(problem=f"Stripe: {exc.message}")
     if stripe_refund is None:
