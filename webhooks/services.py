@@ -22,6 +22,7 @@ from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 import core.stripe_gateway as stripe_gateway
+from core.errors import database_error_in, safe_error_text, scrub
 from core.storable import unstorable_string_problem
 from payments.services import payment_record_stripe_intent
 from webhooks.handlers import HANDLERS, EventIgnored, PaymentNotKnownYet, object_problem
@@ -287,14 +288,14 @@ def _apply_once(event_id: int, *, count: bool = True) -> _Attempt:
                 unknown_intent = exc.intent_id
             except Exception as exc:
                 event.error = storable_error(exc)
-                # A database error's text may quote a row (DETAIL): its first line only, no traceback.
+                # A database error's text quotes the row (DETAIL): its kind and constraint only, no traceback.
                 logger.warning(
                     "Webhook %s (%s) attempt %s failed: %s",
                     event.stripe_event_id,
                     event.type,
                     event.attempts,
                     event.error,
-                    exc_info=not isinstance(exc, DatabaseError),
+                    exc_info=database_error_in(exc) is None,
                 )
             else:
                 event.outcome = WebhookEvent.Outcome.PROCESSED
@@ -323,9 +324,9 @@ def _adopt_intent(intent_id: str) -> str | None:
     except stripe_gateway.StripeRefused as exc:
         if exc.code == "resource_missing" or exc.http_status == 404:
             return _MISSING_AT_STRIPE
-        return f"{type(exc).__name__}: reading PaymentIntent {intent_id}: {exc.message}"[:MAX_ERROR_LENGTH]
+        return scrub(f"{type(exc).__name__}: reading PaymentIntent {intent_id}: {exc.message}")[:MAX_ERROR_LENGTH]
     except stripe_gateway.StripeError as exc:
-        return f"{type(exc).__name__}: reading PaymentIntent {intent_id}: {exc.message}"[:MAX_ERROR_LENGTH]
+        return scrub(f"{type(exc).__name__}: reading PaymentIntent {intent_id}: {exc.message}")[:MAX_ERROR_LENGTH]
     try:
         # As news of the moment Stripe answered, on Stripe's clock (never ours).
         payment_record_stripe_intent(intent=intent, at=stripe_gateway.answered_at(intent))
@@ -358,12 +359,12 @@ def _finish(event_id: int, outcome: str, error: str) -> WebhookEvent | None:
 
 def storable_error(exc: BaseException) -> str:
     """
-    What may be kept of an exception on an event (and shown in the admin): its
-    class and the first line of its message. PostgreSQL's errors quote the
-    offending row on the lines after (DETAIL); our own messages name ids only.
+    What may be kept of an exception on an event (and shown in the admin, and
+    logged): core.errors.safe_error_text, one line; a database error by its
+    kind and constraint only, since PostgreSQL quotes the offending row (a
+    payment's client secret included); no Stripe secret either.
     """
-    first_line = next(iter(str(exc).strip().splitlines()), "")
-    return f"{type(exc).__name__}: {first_line}"[:MAX_ERROR_LENGTH]
+    return safe_error_text(exc, limit=MAX_ERROR_LENGTH)
 
 
 def webhook_event_reprocess(*, event: WebhookEvent) -> WebhookEvent:

@@ -3,6 +3,7 @@ import logging
 from django.core.management.base import BaseCommand, CommandError
 
 import core.stripe_gateway as stripe_gateway
+from core.errors import database_error_in, safe_error_text, scrub
 from core.exceptions import RefundRefused
 from refunds.models import Refund
 from refunds.services import refund_retry, refunds_awaiting_stripe
@@ -24,17 +25,24 @@ class Command(BaseCommand):
                 refund = refund_retry(refund=refund)
             except RefundRefused as exc:
                 counts["refused"] += 1
-                self.stdout.write(f"refund {refund.id}: {exc.message}")
+                self.stdout.write(scrub(f"refund {refund.id}: {exc.message}"))
                 continue
             except stripe_gateway.StripeError as exc:
                 counts["unanswered"] += 1
-                self.stdout.write(f"refund {refund.id}: still no answer from Stripe ({exc.message})")
+                self.stdout.write(scrub(f"refund {refund.id}: still no answer from Stripe ({exc.message})"))
                 continue
-            except Exception:
-                # One refund that cannot be recorded must not keep the others waiting.
-                logger.exception("retry_refunds: refund %s could not be recorded", refund.id)
+            except Exception as exc:
+                # One refund that cannot be recorded must not keep the others waiting. A database
+                # error quotes the row (and a client secret): its kind and constraint only, no traceback.
+                problem = safe_error_text(exc)
+                logger.warning(
+                    "retry_refunds: refund %s could not be recorded: %s",
+                    refund.id,
+                    problem,
+                    exc_info=database_error_in(exc) is None,
+                )
                 counts["unanswered"] += 1
-                self.stdout.write(f"refund {refund.id}: could not be recorded (see the log)")
+                self.stdout.write(f"refund {refund.id}: could not be recorded ({problem})")
                 continue
             if refund.status == Refund.Status.PENDING and not refund.stripe_refund_id:
                 # Another process took its lease since it was listed, and is sending it.
