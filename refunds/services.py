@@ -339,9 +339,95 @@ def payment_sync_refunded_amount(*, payment: Payment) -> None:
     """
     total = payment.refunds.filter(status=Refund.Status.SUCCEEDED).aggregate(total=Sum("amount"))["total"] or 0
     payment.set_refunded_amount(total)
+    _keep_reservations_within_received(payment)
     payment.save(
         update_fields=["refunded_amount", "amount", "amount_received", "status", "books_mismatch", "updated_at"]
     )
+
+
+# What a released refund says until Stripe has been asked about it, and once it has.
+RELEASED = "Released: refunds made at Stripe took this amount. Stripe is being asked whether it made this one."
+RELEASED_NOT_MADE = "Released: refunds made at Stripe took this amount, and Stripe never made this one."
+
+
+def _keep_reservations_within_received(payment: Payment) -> None:
+    """
+    Hold the invariant `pending + requires_action + succeeded <= amount_received`
+    once Stripe's own refunds are recorded (a full refund made in the dashboard
+    while ours waits for Stripe's answer): Stripe's truth wins, so the refunds
+    set aside here that Stripe never answered for are released, newest first,
+    until the rest fits (Refund.release: canceled, `stripe_check_due`), and each
+    gets a job that asks Stripe about it at once (`refund_settle_released`).
+    Stripe refuses refunds beyond what a charge has left, so a released refund
+    was not made there; if it was after all, Stripe's news of it binds it again.
+    Stripe's own refunds alone above what was received do not fit the books:
+    `books_mismatch` says so, for staff. The caller holds the payment's row lock.
+    """
+    holding = payment.refunds.select_for_update().filter(status__in=Refund.HOLDING)
+    excess = (holding.aggregate(total=Sum("amount"))["total"] or 0) - payment.amount_received
+    if excess <= 0:
+        return
+    from refunds.tasks import settle_released_refund
+
+    unanswered = holding.filter(status=Refund.Status.PENDING, stripe_refund_id__isnull=True)
+    for reservation in unanswered.order_by("-created_at", "-id"):
+        if excess <= 0:
+            break
+        reservation.release(reason=RELEASED)
+        reservation.save(update_fields=["status", "failure_reason", "stripe_check_due", "updated_at"])
+        settle_released_refund.configure(lock=payment.stripe_payment_intent_id or str(payment.pk)).defer(
+            refund_id=str(reservation.pk)
+        )
+        excess -= reservation.amount
+    if excess > 0 and not payment.books_mismatch:
+        payment._record_mismatch(
+            "refunds held above received",
+            f"Stripe's refunds under way or succeeded add up to {excess} more than the {payment.amount_received} "
+            "received.",
+        )
+
+
+class RefundStillBeingSent(Exception):
+    """A released refund's own request is still waiting for Stripe: ask again once its lease has run out."""
+
+
+def refund_settle_released(*, refund: Refund) -> Refund:
+    """
+    Ask Stripe about a refund released by `_keep_reservations_within_received`
+    (`stripe_check_due`) and settle it: found among its PaymentIntent's refunds
+    at Stripe (`stripe_refund_is_for`), it takes Stripe's status (succeeded,
+    failed, canceled...; a succeeded one that no longer fits marks the books);
+    not there, it stays canceled for good (RELEASED_NOT_MADE) and is never sent
+    again. Answers the refund as recorded; unchanged when no check is due.
+
+    Raises RefundStillBeingSent while the refund's own request may still reach
+    Stripe (its lease is live), and the gateway's StripeError when Stripe does
+    not answer: the job retries later. Locks: none during the Stripe read; the
+    payment row, then the refund, to record. Side effects: one list read at
+    Stripe. Safe to repeat.
+    """
+    refund = Refund.objects.select_related("payment").get(pk=refund.pk)
+    if not refund.stripe_check_due:
+        return refund
+    if lease_is_live(refund.stripe_call_started_at, seconds=settings.REFUND_CREATE_LEASE_SECONDS, now=timezone.now()):
+        raise RefundStillBeingSent(f"Refund {refund.pk} is still being sent to Stripe.")
+    made = stripe_gateway.refund_list(payment_intent_id=refund.payment.stripe_payment_intent_id)
+    found = next((r for r in made if stripe_refund_is_for(refund, stripe_refund=r)), None)
+    if found is not None:
+        return refund_record_stripe_refund(stripe_refund=found) or refund
+    with transaction.atomic():
+        Payment.objects.select_for_update().get(pk=refund.payment_id)
+        refund = Refund.objects.select_for_update().get(pk=refund.pk)
+        if refund.stripe_check_due and refund.stripe_refund_id is None:
+            refund.stripe_check_due = False
+            refund.failure_reason = RELEASED_NOT_MADE
+            refund.save(update_fields=["stripe_check_due", "failure_reason", "updated_at"])
+    return refund
+
+
+def refunds_due_a_stripe_check():
+    """A queryset of the released refunds Stripe has not been asked about yet, oldest first. Reads only."""
+    return Refund.objects.filter(stripe_check_due=True).order_by("created_at")
 
 
 def refund_record_stripe_refund(
@@ -403,7 +489,8 @@ def refund_record_stripe_refund(
                     created_at=stripe_timestamp(stripe_refund.get("created")),
                 )
         if not refund.stripe_refund_id:
-            refund.stripe_refund_id = refund_id
+            # Ours, answered at last: what it was without Stripe's answer gives way to Stripe's.
+            refund.bind_stripe_refund(refund_id)
         refund.apply_stripe_status(
             str(stripe_refund["status"]),
             failure_reason=str(stripe_refund.get("failure_reason") or ""),
