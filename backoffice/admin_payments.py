@@ -79,7 +79,19 @@ class RefundInline(ReadOnlyInline):
 
     @admin.display(description="Status")
     def status_display(self, obj):
+        if obj.dispute_lost:
+            # Paid, then taken back by a chargeback: never shown as plainly paid.
+            return format_html("{} — dispute lost", status_badge(obj.status))
         return status_badge(obj.status)
+
+    @admin.display(description="Dispute")
+    def dispute_display(self, obj):
+        if not obj.dispute_status:
+            return "—"
+        if obj.amount_lost_to_disputes:
+            lost = format_amount(obj.amount_lost_to_disputes, obj.currency)
+            return f"{obj.dispute_status.replace('_', ' ')}: {lost} lost to disputes"
+        return obj.dispute_status.replace("_", " ")
 
     @admin.display(description="Created by")
     def origin(self, obj):
@@ -203,6 +215,7 @@ class PaymentAdmin(ViewOnly, admin.ModelAdmin):
                     "amount_display",
                     "received_display",
                     "refunded_display",
+                    "dispute_display",
                     "currency",
                     "books_mismatch",
                 )
@@ -222,6 +235,7 @@ class PaymentAdmin(ViewOnly, admin.ModelAdmin):
         "amount_display",
         "received_display",
         "refunded_display",
+        "dispute_display",
         "currency",
         "books_mismatch",
         "order_reference",
@@ -337,7 +351,19 @@ class PaymentAdmin(ViewOnly, admin.ModelAdmin):
 
     @admin.display(description="Status")
     def status_display(self, obj):
+        if obj.dispute_lost:
+            # Paid, then taken back by a chargeback: never shown as plainly paid.
+            return format_html("{} — dispute lost", status_badge(obj.status))
         return status_badge(obj.status)
+
+    @admin.display(description="Dispute")
+    def dispute_display(self, obj):
+        if not obj.dispute_status:
+            return "—"
+        if obj.amount_lost_to_disputes:
+            lost = format_amount(obj.amount_lost_to_disputes, obj.currency)
+            return f"{obj.dispute_status.replace('_', ' ')}: {lost} lost to disputes"
+        return obj.dispute_status.replace("_", " ")
 
 
 class OpenDisputeFilter(admin.SimpleListFilter):

@@ -1,7 +1,9 @@
 """
 Dispute use cases: recording the chargebacks Stripe tells us about
 (`charge.dispute.*` events). A dispute never moves money here: Stripe withdraws
-and reinstates it; a lost dispute only stops refunds (refunds.services).
+and reinstates it. Its payment shows the outcome (`dispute_status`, and
+`amount_lost_to_disputes` once lost); a lost dispute also stops refunds
+(refunds.services).
 """
 
 from __future__ import annotations
@@ -52,7 +54,17 @@ def dispute_record_stripe_dispute(*, stripe_dispute: dict, at: datetime) -> Disp
             )
         dispute.apply_stripe_dispute(stripe_dispute, at=at)
         dispute.save()
+        _payment_follows_disputes(payment)
     return dispute
+
+
+def _payment_follows_disputes(payment: Payment) -> None:
+    """The payment shows its disputes' outcome: the latest one's status and what the lost ones took."""
+    disputes = list(payment.disputes.all())
+    latest = max(disputes, key=lambda dispute: (dispute.created_at, dispute.pk))
+    lost = sum(dispute.amount for dispute in disputes if dispute.status == Dispute.Status.LOST)
+    payment.set_dispute_outcome(latest_status=latest.status, amount_lost=lost)
+    payment.save(update_fields=["dispute_status", "amount_lost_to_disputes", "updated_at"])
 
 
 def _is_int(value) -> bool:

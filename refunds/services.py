@@ -338,7 +338,8 @@ def payment_sync_refunded_amount(*, payment: Payment) -> None:
     holds the payment's row lock. No network call; idempotent.
     """
     total = payment.refunds.filter(status=Refund.Status.SUCCEEDED).aggregate(total=Sum("amount"))["total"] or 0
-    payment.set_refunded_amount(total)
+    at_stripe = payment.refunds.filter(status__in=Refund.HOLDING, stripe_refund_id__isnull=False)
+    payment.set_refunded_amount(total, held_at_stripe=at_stripe.aggregate(total=Sum("amount"))["total"] or 0)
     _keep_reservations_within_received(payment)
     payment.save(
         update_fields=["refunded_amount", "amount", "amount_received", "status", "books_mismatch", "updated_at"]
