@@ -302,7 +302,9 @@ def payment_for_intent(*, intent: dict, adopt: bool = True) -> Payment | None:
     The payment a PaymentIntent (a dict with `id`, and for adoption `amount`,
     `currency`, optional `metadata`, `description`, `capture_method`,
     `receipt_email`, `created`) belongs to,
-    row-locked: by our id in its metadata, then by its id. With `adopt`, a
+    row-locked: by our id in its metadata (only for a payment with this
+    PaymentIntent, or with none yet and the same amount and currency: metadata
+    can be copied), then by its id. With `adopt`, a
     PaymentIntent the app never created becomes a payment with no user (its
     amount in minor units, as Stripe sent it); without, None when none matches.
 
@@ -317,8 +319,11 @@ def payment_for_intent(*, intent: dict, adopt: bool = True) -> Payment | None:
         except ValueError:
             found = None
         # Metadata can be copied onto another PaymentIntent (the dashboard's "duplicate"):
-        # it names our payment only while that payment has no other PaymentIntent.
-        if found is not None and found.stripe_payment_intent_id in (None, "", intent["id"]):
+        # it names our payment only while that payment has no other PaymentIntent, and
+        # one it has none of yet only for the amount and currency we asked Stripe for.
+        if found is not None and found.stripe_payment_intent_id == intent["id"]:
+            return found
+        if found is not None and not found.stripe_payment_intent_id and _asks_for(intent, found):
             return found
     found = Payment.objects.select_for_update().filter(stripe_payment_intent_id=intent["id"]).first()
     if found is not None or not adopt:
@@ -339,6 +344,11 @@ def payment_for_intent(*, intent: dict, adopt: bool = True) -> Payment | None:
     except IntegrityError:
         # Another delivery adopted it at the same moment.
         return Payment.objects.select_for_update().get(stripe_payment_intent_id=intent["id"])
+
+
+def _asks_for(intent: dict, payment: Payment) -> bool:
+    """Whether the PaymentIntent asks for the payment's amount in its currency (as we created it)."""
+    return intent.get("amount") == payment.amount and str(intent.get("currency") or "").lower() == payment.currency
 
 
 def payment_record_stripe_intent(*, intent: dict, at: datetime, payment_failed: bool = False) -> Payment:

@@ -364,13 +364,13 @@ def _keep_reservations_within_received(payment: Payment) -> None:
     Stripe's own refunds alone above what was received do not fit the books:
     `books_mismatch` says so, for staff. The caller holds the payment's row lock.
     """
-    holding = payment.refunds.select_for_update().filter(status__in=Refund.HOLDING)
+    holding = payment.refunds.filter(status__in=Refund.HOLDING)
     excess = (holding.aggregate(total=Sum("amount"))["total"] or 0) - payment.amount_received
     if excess <= 0:
         return
     from refunds.tasks import settle_released_refund
 
-    unanswered = holding.filter(status=Refund.Status.PENDING, stripe_refund_id__isnull=True)
+    unanswered = holding.select_for_update().filter(status=Refund.Status.PENDING, stripe_refund_id__isnull=True)
     for reservation in unanswered.order_by("-created_at", "-id"):
         if excess <= 0:
             break

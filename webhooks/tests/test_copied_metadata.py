@@ -161,3 +161,30 @@ def test_copied_metadata_never_moves_a_paid_payment_to_another_paymentintent(cli
     assert adopted.user is None
     assert adopted.status == Payment.Status.FAILED
     assert WebhookEvent.objects.get().payment == adopted
+
+
+@pytest.mark.django_db
+def test_copied_metadata_of_another_amount_never_binds_a_payment_still_being_created(client):
+    """
+    Our payment whose create answer is not back yet (no PaymentIntent here): a
+    PaymentIntent of another amount naming it is not ours, and is adopted apart.
+    """
+    ours = PaymentFactory(stripe_payment_intent_id=None, amount=2000)
+    copy = payment_intent_event("payment_intent.created", ours, intent_id="pi_other_amount", amount=9900)
+
+    post_event(client, copy)
+
+    ours.refresh_from_db()
+    assert ours.stripe_payment_intent_id is None
+    assert Payment.objects.get(stripe_payment_intent_id="pi_other_amount").user is None
+
+
+@pytest.mark.django_db
+def test_our_own_paymentintent_found_by_metadata_before_our_create_answer_binds(client):
+    """The case metadata is for: our PaymentIntent's news before its create answer binds our payment."""
+    ours = PaymentFactory(stripe_payment_intent_id=None, amount=2000)
+
+    post_event(client, payment_intent_event("payment_intent.created", ours, intent_id="pi_ours"))
+
+    ours.refresh_from_db()
+    assert ours.stripe_payment_intent_id == "pi_ours"
