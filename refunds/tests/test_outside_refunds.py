@@ -238,3 +238,30 @@ def test_retry_refunds_settles_a_check_whose_job_did_not(staff, paid_payment, fa
     )
     assert run_jobs_in_process() is not None
     assert len(fake_stripe.list("refunds")) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_dashboard_refunds_during_stripe_faults_end_as_stripes_books(staff_api, owner, fake_stripe, client):
+    """
+    Twelve payments, each with our API refund through a 500, a lost answer or no
+    fault, and a dashboard refund of what Stripe has left arriving by webhook:
+    every commit holds the invariant (the database checks it), and every payment
+    ends with Stripe's refunds, recorded once, nothing left waiting.
+    """
+    from devkit.scenarios.outside_refunds import outside_refunds_during_faults
+    from devkit.scenarios.refund_faults import paid_payments
+
+    run = outside_refunds_during_faults(
+        payments=paid_payments(count=12, user=owner, amount=9000),
+        staff_api=staff_api,
+        client=client,
+        fake_stripe=fake_stripe,
+        post_event=post_event,
+        stripe_event=stripe_event,
+        seed=16,
+    )
+
+    assert run.faults["error500"] and run.faults["drop"], run
+    assert run.released > 0, run
+    assert run.left_waiting == 0, run
+    assert run.violations == [], run
