@@ -188,6 +188,7 @@ class PaymentAdmin(ViewOnly, admin.ModelAdmin):
                     "amount_display",
                     "received_display",
                     "refunded_display",
+                    "dispute_display",
                     "books_mismatch",
                 )
             },
@@ -208,6 +209,7 @@ class PaymentAdmin(ViewOnly, admin.ModelAdmin):
         "amount_display",
         "received_display",
         "refunded_display",
+        "dispute_display",
         "books_mismatch",
         "order_reference",
         "card",
@@ -396,6 +398,9 @@ class PaymentAdmin(ViewOnly, admin.ModelAdmin):
 
     @admin.display(description="Status")
     def status_display(self, obj):
+        if obj.dispute_lost:
+            # Paid, then taken back by a chargeback: never shown as plainly paid.
+            return format_html("{} — dispute lost", status_badge(obj.status))
         return status_badge(obj.status)
 
     @admin.display(description="Created")
@@ -409,6 +414,15 @@ class PaymentAdmin(ViewOnly, admin.ModelAdmin):
     @admin.display(description="Stripe's state as of")
     def stripe_state_display(self, obj):
         return when(obj.stripe_state_at)
+
+    @admin.display(description="Dispute")
+    def dispute_display(self, obj):
+        if not obj.dispute_status:
+            return "—"
+        if obj.amount_lost_to_disputes:
+            lost = format_amount(obj.amount_lost_to_disputes, obj.currency)
+            return f"{obj.dispute_status.replace('_', ' ')}: {lost} lost to disputes"
+        return obj.dispute_status.replace("_", " ")
 
 
 class EvidenceDueFilter(admin.SimpleListFilter):

@@ -5,6 +5,7 @@ from django.db.models import Q
 from django.utils.html import format_html
 
 from core.admin_helpers import ViewOnly
+from core.errors import redact_secrets, scrub
 from webhooks.models import WebhookEvent
 from webhooks.services import webhook_event_reprocess
 
@@ -36,7 +37,7 @@ class WebhookEventAdmin(ViewOnly, admin.ModelAdmin):
         "type",
         "outcome",
         "attempts",
-        "error",
+        "safe_error",
         "object_id",
         "payment",
         "received_at",
@@ -59,7 +60,14 @@ class WebhookEventAdmin(ViewOnly, admin.ModelAdmin):
 
     @admin.display(description="payload")
     def pretty_payload(self, event):
-        return format_html("<pre>{}</pre>", json.dumps(event.payload, indent=2, sort_keys=True, ensure_ascii=False))
+        # Stripe's objects carry secrets (a PaymentIntent's client_secret): staff never need them.
+        payload = redact_secrets(event.payload)
+        return format_html("<pre>{}</pre>", json.dumps(payload, indent=2, sort_keys=True, ensure_ascii=False))
+
+    @admin.display(description="error")
+    def safe_error(self, event):
+        # Stored errors are safe text; one kept before they were may still quote a row.
+        return scrub(event.error)
 
     @admin.action(description="Reprocess the selected failed events", permissions=["reprocess"])
     def reprocess(self, request, queryset):

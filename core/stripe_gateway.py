@@ -30,6 +30,8 @@ import contextlib
 import functools
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import stripe
@@ -102,9 +104,67 @@ def get_client() -> stripe.StripeClient:
     return _client(settings.STRIPE_SECRET_KEY, settings.STRIPE_API_BASE, settings.STRIPE_TIMEOUT)
 
 
-def _as_dict(obj: Any) -> dict:
+class StripeAnswer(dict):
+    """
+    A Stripe object as a plain dict, with `stripe_time`: when the state it
+    shows was true at Stripe, by Stripe's own clock (see `answered_at`), or
+    None when the answer did not say. Anything that copies it (`{**answer}`)
+    is a plain dict again, and falls back to the object's own `created`.
+    """
+
+    stripe_time: datetime | None = None
+
+
+def _as_dict(obj: Any, *, headers=None) -> dict:
     # The SDK's objects hold nested objects; to_dict() turns the whole tree into plain dicts.
-    return obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+    answer = StripeAnswer(obj.to_dict() if hasattr(obj, "to_dict") else dict(obj))
+    if headers is None:
+        response = getattr(obj, "last_response", None)
+        headers = getattr(response, "headers", None)
+    answer.stripe_time = _stripe_time(answer, headers)
+    return answer
+
+
+def _stripe_time(answer: dict, headers) -> datetime | None:
+    """
+    When Stripe held the state `answer` shows: the `Date` of Stripe's HTTP
+    answer; for an idempotent replay (`Idempotent-Replayed: true`: the first
+    answer, sent again later) the object's `created`, the earliest it can be.
+    """
+    if not headers:
+        return None
+    # Header names are case-insensitive (HTTP/2 sends them in lower case).
+    lowered = {str(name).lower(): value for name, value in dict(headers).items()}
+    if str(lowered.get("idempotent-replayed", "")).lower() == "true":
+        return _created(answer)
+    try:
+        date = parsedate_to_datetime(str(lowered.get("date") or ""))
+    except (TypeError, ValueError, IndexError):
+        return None
+    return date.astimezone(UTC) if date.tzinfo else date.replace(tzinfo=UTC)
+
+
+def _created(stripe_object: dict) -> datetime | None:
+    created = stripe_object.get("created")
+    if isinstance(created, int) and not isinstance(created, bool):
+        return datetime.fromtimestamp(created, tz=UTC)
+    return None
+
+
+def answered_at(stripe_object: dict) -> datetime:
+    """
+    When the state a Stripe object shows was true at Stripe, on Stripe's clock
+    only, never ours: for an object this module answered, the `Date` of Stripe's
+    HTTP answer (for an idempotent replay, the object's `created`); otherwise
+    the object's own `created` (Unix seconds), the earliest it can be; with
+    neither, the start of the Unix epoch, older than any news. Used to order
+    an answer against Stripe's events (their `created`); to the second, as
+    both are.
+    """
+    stamped = getattr(stripe_object, "stripe_time", None)
+    if stamped is not None:
+        return stamped
+    return _created(stripe_object) or datetime.fromtimestamp(0, tz=UTC)
 
 
 def _call(method, *args, idempotency_key: str | None = None, write: bool, **params) -> dict:
@@ -147,7 +207,9 @@ def _translated_errors() -> Iterator[None]:
             http_status=exc.http_status,
             decline_code=getattr(error, "decline_code", "") or "",
             error_type=getattr(error, "type", "") or "",
-            stripe_object=_as_dict(error.payment_intent) if getattr(error, "payment_intent", None) else None,
+            stripe_object=(
+                _as_dict(error.payment_intent, headers=exc.headers) if getattr(error, "payment_intent", None) else None
+            ),
         ) from exc
 
 

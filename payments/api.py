@@ -185,6 +185,8 @@ class PaymentSerializer(serializers.ModelSerializer):
             "metadata",
             "failure_code",
             "failure_message",
+            "dispute_status",
+            "amount_lost_to_disputes",
             "created_at",
             "updated_at",
         ]

@@ -40,13 +40,17 @@ class Payment(models.Model):
     FINAL = PAID | {Status.CANCELED}
     REFUNDABLE = frozenset({Status.SUCCEEDED, Status.PARTIALLY_REFUNDED})
     # Among the statuses a PaymentIntent can move between before it is final,
-    # the further along wins when two pieces of news carry the same timestamp.
+    # the further along in Stripe's lifecycle wins when two pieces of news carry
+    # the same second (Stripe's clock counts seconds): a PaymentIntent is created
+    # (requires_payment_method), confirmed, maybe challenged (requires_action),
+    # processed, and only then declined (`payment_failed`: failed) or authorized
+    # (requires_capture); a decline therefore outranks the steps before it.
     PROGRESS = {
         Status.REQUIRES_PAYMENT_METHOD: 0,
-        Status.FAILED: 1,
-        Status.REQUIRES_CONFIRMATION: 2,
-        Status.REQUIRES_ACTION: 3,
-        Status.PROCESSING: 4,
+        Status.REQUIRES_CONFIRMATION: 1,
+        Status.REQUIRES_ACTION: 2,
+        Status.PROCESSING: 3,
+        Status.FAILED: 4,
         Status.REQUIRES_CAPTURE: 5,
     }
     # Older API versions (localstripe speaks 2017-08-15) use other names.
@@ -101,6 +105,15 @@ class Payment(models.Model):
     card_last4 = models.CharField(max_length=4, blank=True)
     failure_code = models.CharField(max_length=255, blank=True)
     failure_message = models.TextField(blank=True)
+    # A chargeback's outcome: what lost disputes took back for good (Stripe gave it to
+    # the cardholder; the sum of their amounts, minor units), and the status of the
+    # latest dispute (Stripe's Dispute.status; blank when never disputed).
+    amount_lost_to_disputes = models.BigIntegerField(
+        default=0, editable=False, help_text="What lost disputes took back for good, in minor units."
+    )
+    dispute_status = models.CharField(
+        max_length=64, blank=True, editable=False, help_text="The latest dispute's status at Stripe."
+    )
     # Set when Stripe reported amounts our limits cannot hold (e.g. more refunded
     # than received): the books keep to the limits, and staff must look.
     books_mismatch = models.CharField(max_length=255, blank=True, editable=False)
@@ -115,8 +128,8 @@ class Payment(models.Model):
     # Set while one request is creating the PaymentIntent; a concurrent request
     # with the same key sees it and answers 409 instead of calling Stripe too.
     stripe_call_started_at = models.DateTimeField(null=True, blank=True, editable=False)
-    # When Stripe's state last applied here was true at Stripe (an event's
-    # `created`, or the moment we read the object): older news is not applied.
+    # When Stripe's state last applied here was true at Stripe, on Stripe's clock
+    # only (an event's `created`, the `Date` of Stripe's answer): older news is not applied.
     stripe_state_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
@@ -138,6 +151,7 @@ class Payment(models.Model):
                 name="payment_capturable_within_amount",
             ),
             models.CheckConstraint(condition=Q(amount__gt=0), name="payment_amount_positive"),
+            models.CheckConstraint(condition=Q(amount_lost_to_disputes__gte=0), name="payment_dispute_loss_positive"),
             models.UniqueConstraint(fields=["user", "idempotency_key"], name="payment_unique_idempotency_key_per_user"),
         ]
         indexes = [
@@ -252,8 +266,9 @@ class Payment(models.Model):
         """
         Move to `status` if `may_apply` allows it, with the PaymentIntent's amounts
         (minor units; None when the news does not tell them); returns whether the
-        status changed. `at` is when the news was true at Stripe: an event's
-        `created`, or now for an object just read from Stripe. The caller holds
+        status changed. `at` is when the news was true at Stripe, on Stripe's
+        clock only: an event's `created`, or the `Date` of Stripe's answer for
+        an object Stripe answered with (core.stripe_gateway.answered_at). The caller holds
         the row lock and saves.
 
         With the status come `amount` (what the PaymentIntent asks for: it follows
@@ -310,25 +325,44 @@ class Payment(models.Model):
         if capture_before is not None:
             self.capture_before = capture_before
 
-    def set_refunded_amount(self, refunded_amount: int) -> None:
+    @property
+    def dispute_lost(self) -> bool:
+        """Whether a dispute took money back for good: the payment is no longer plainly paid."""
+        return self.amount_lost_to_disputes > 0
+
+    def set_dispute_outcome(self, *, latest_status: str, amount_lost: int) -> None:
+        """
+        Record what the payment's disputes amount to: `latest_status`, the latest
+        dispute's status (Stripe's), and `amount_lost`, the sum of the lost
+        ones' amounts (minor units; never below 0). Stripe moves the money
+        itself: nothing here is a refund. The caller holds the row lock and saves.
+        """
+        self.dispute_status = str(latest_status)[:64]
+        self.amount_lost_to_disputes = max(int(amount_lost), 0)
+
+    def set_refunded_amount(self, refunded_amount: int, *, held_at_stripe: int = 0) -> None:
         """
         Record the running total of succeeded refunds; a paid payment's status
         follows it (refunds adding up to what was received give `refunded`).
+        `held_at_stripe` is what Stripe's refunds add up to, under way ones
+        included (minor units).
 
-        A refund Stripe made proves that its money was captured: when it is known
-        before the capture's own news, the payment has received its whole amount
-        (automatic capture) or at least what was refunded (manual), and asked for
-        at least that much (its amount is not settled yet), until that news says
-        exactly. Refunds adding up to more than was received do not fit the books:
-        `refunded_amount` stops at `amount_received` and `books_mismatch` says so,
-        so the database's constraints hold and staff see it.
+        A refund Stripe made, even one still under way, proves that its money
+        was captured: when it is known before the capture's own news, the
+        payment has received its whole amount (automatic capture) or at least
+        what was refunded (manual), and asked for at least that much (its amount
+        is not settled yet), until that news says exactly. Refunds adding up to
+        more than was received do not fit the books: `refunded_amount` stops at
+        `amount_received` and `books_mismatch` says so, so the database's
+        constraints hold and staff see it.
         """
-        if refunded_amount > self.amount_received and self.status not in self.PAID | {self.Status.CANCELED}:
-            self.amount = max(self.amount, refunded_amount)
+        proven = max(refunded_amount, held_at_stripe)
+        if proven > self.amount_received and self.status not in self.PAID | {self.Status.CANCELED}:
+            self.amount = max(self.amount, proven)
             if self.capture_method == self.CaptureMethod.AUTOMATIC:
                 self.amount_received = self.amount
             else:
-                self.amount_received = refunded_amount
+                self.amount_received = proven
         if refunded_amount > self.amount_received:
             self._record_mismatch(
                 "refunds above received",

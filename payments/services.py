@@ -196,7 +196,7 @@ def _payment_record_created(*, payment: Payment, intent: dict) -> Payment:
     """
     answered = copy.copy(payment)
     answered.stripe_call_started_at = None
-    _payment_apply_intent(payment=answered, intent=intent, at=timezone.now())
+    _payment_apply_intent(payment=answered, intent=intent, at=stripe_gateway.answered_at(intent))
     changed = {
         field.attname: getattr(answered, field.attname)
         for field in Payment._meta.concrete_fields
@@ -215,24 +215,28 @@ def _payment_record_created(*, payment: Payment, intent: dict) -> Payment:
     with transaction.atomic():
         payment = Payment.objects.select_for_update().get(pk=payment.pk)
         payment.stripe_call_started_at = None
-        payment_record_intent(payment=payment, intent=intent, at=timezone.now())
+        payment_record_intent(payment=payment, intent=intent)
         return payment
 
 
 # --- Recording Stripe's state -----------------------------------------------
 
 
-def payment_record_intent(*, payment: Payment, intent: dict, at: datetime, payment_failed: bool = False) -> bool:
+def payment_record_intent(
+    *, payment: Payment, intent: dict, at: datetime | None = None, payment_failed: bool = False
+) -> bool:
     """
     Apply a PaymentIntent (a dict as Stripe answered or an event carried it:
     `id`, `status`, and when told `amount`, `amount_received`,
     `amount_capturable`, `capture_method`, `client_secret`,
     `last_payment_error`, and `latest_charge`, an id or the expanded charge) to
     `payment` and save it; answers whether the status changed. `at` is when
-    that state was true at Stripe (an event's `created`, or now for an object
-    just read); Payment.may_apply decides whether it may still move the payment,
-    so older news changes nothing. `payment_failed` says a payment attempt
-    failed (the intent is back in `requires_payment_method`): status `failed`.
+    that state was true at Stripe, on Stripe's clock only (an event's
+    `created`); None for an object Stripe answered with: the `Date` of that
+    answer (stripe_gateway.answered_at), never our clock. Payment.may_apply
+    decides whether it may still move the payment, so older news changes
+    nothing. `payment_failed` says a payment attempt failed (the intent is
+    back in `requires_payment_method`): status `failed`.
     The amounts (minor units) go through Payment.apply_stripe_status; an
     expanded charge also gives the card and `capture_before`.
 
@@ -240,13 +244,15 @@ def payment_record_intent(*, payment: Payment, intent: dict, at: datetime, payme
     none of its own; the caller holds the payment's row lock. No network call.
     Safe to repeat: the same news applied twice changes nothing the second time.
     """
+    if at is None:
+        at = stripe_gateway.answered_at(intent)
     changed = _payment_apply_intent(payment=payment, intent=intent, at=at, payment_failed=payment_failed)
     payment.save()
     return changed
 
 
 def _payment_apply_intent(*, payment: Payment, intent: dict, at: datetime, payment_failed: bool = False) -> bool:
-    """payment_record_intent on the instance only, not saved."""
+    """payment_record_intent on the instance only, not saved: `at` is on Stripe's clock."""
     if not payment.stripe_payment_intent_id:
         payment.stripe_payment_intent_id = intent["id"]
     if intent.get("client_secret") and not payment.client_secret:
@@ -331,10 +337,10 @@ def payment_record_stripe_charge(*, charge: dict, at: datetime) -> Payment | Non
 
 
 def _payment_record_answer(*, payment_id, intent: dict) -> Payment:
-    """Lock the payment again and record the PaymentIntent Stripe just answered with, as news of now."""
+    """Lock the payment again and record the PaymentIntent Stripe just answered with, as news of Stripe's answer."""
     with transaction.atomic():
         payment = Payment.objects.select_for_update().get(pk=payment_id)
-        payment_record_intent(payment=payment, intent=intent, at=timezone.now())
+        payment_record_intent(payment=payment, intent=intent)
     return payment
 
 
@@ -343,7 +349,9 @@ def payment_for_intent(*, intent: dict, adopt: bool = True) -> Payment | None:
     The payment a PaymentIntent (a dict with `id`, and for adoption `amount`,
     `currency`, optional `metadata`, `description`, `capture_method`,
     `receipt_email`, `created`) belongs to,
-    row-locked: by our id in its metadata, then by its id. With `adopt`, a
+    row-locked: by our id in its metadata (only for a payment with this
+    PaymentIntent, or with none yet and the same amount and currency: metadata
+    can be copied), then by its id. With `adopt`, a
     PaymentIntent the app never created becomes a payment with no user (its
     amount in minor units, as Stripe sent it); without, None when none matches.
 
@@ -358,8 +366,11 @@ def payment_for_intent(*, intent: dict, adopt: bool = True) -> Payment | None:
         except ValueError:
             found = None
         # Metadata can be copied onto another PaymentIntent (the dashboard's "duplicate"):
-        # it names our payment only while that payment has no other PaymentIntent.
-        if found is not None and found.stripe_payment_intent_id in (None, "", intent["id"]):
+        # it names our payment only while that payment has no other PaymentIntent, and
+        # one it has none of yet only for the amount and currency we asked Stripe for.
+        if found is not None and found.stripe_payment_intent_id == intent["id"]:
+            return found
+        if found is not None and not found.stripe_payment_intent_id and _asks_for(intent, found):
             return found
     found = Payment.objects.select_for_update().filter(stripe_payment_intent_id=intent["id"]).first()
     if found is not None or not adopt:
@@ -380,6 +391,11 @@ def payment_for_intent(*, intent: dict, adopt: bool = True) -> Payment | None:
     except IntegrityError:
         # Another delivery adopted it at the same moment.
         return Payment.objects.select_for_update().get(stripe_payment_intent_id=intent["id"])
+
+
+def _asks_for(intent: dict, payment: Payment) -> bool:
+    """Whether the PaymentIntent asks for the payment's amount in its currency (as we created it)."""
+    return intent.get("amount") == payment.amount and str(intent.get("currency") or "").lower() == payment.currency
 
 
 def payment_record_stripe_intent(*, intent: dict, at: datetime, payment_failed: bool = False) -> Payment:
@@ -570,11 +586,11 @@ def _check_capture_amount(payment: Payment, amount: int | None) -> None:
 
 
 def _payment_record_capture(*, payment_id, intent: dict) -> Payment:
-    """Record the PaymentIntent after a capture attempt, as news of now, and drop the capture's lease."""
+    """Record the PaymentIntent after a capture attempt, as news of Stripe's answer, and drop the capture's lease."""
     with transaction.atomic():
         payment = Payment.objects.select_for_update().get(pk=payment_id)
         payment.capture_started_at = None
-        payment_record_intent(payment=payment, intent=intent, at=timezone.now())
+        payment_record_intent(payment=payment, intent=intent)
     return payment
 
 

@@ -64,6 +64,10 @@ class Refund(models.Model):
     # with the same key sees it and answers 409 instead of sending it too.
     stripe_call_started_at = models.DateTimeField(null=True, blank=True, editable=False)
     failure_reason = models.CharField(max_length=255, blank=True)
+    # Set when refunds made at Stripe took this unanswered refund's amount and it was
+    # released (canceled here) to keep the books within what was received: Stripe must
+    # still be asked whether it made it (refunds.services.refund_settle_released).
+    stripe_check_due = models.BooleanField(default=False, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -77,6 +81,7 @@ class Refund(models.Model):
         ]
         indexes = [
             models.Index(fields=["status", "created_at"], name="refund_status_created"),
+            models.Index(fields=["created_at"], condition=Q(stripe_check_due=True), name="refund_stripe_check_due"),
         ]
 
     def __str__(self):
@@ -86,6 +91,34 @@ class Refund(models.Model):
     def stripe_idempotency_key(self) -> str:
         """The key every Stripe call for this refund carries, retries included."""
         return f"refund-{self.id}"
+
+    def release(self, *, reason: str) -> None:
+        """
+        Give up the amount of a refund set aside here that Stripe never answered
+        for (pending, no Stripe id): it becomes `canceled`, no longer counts
+        against the payment, and `stripe_check_due` says Stripe must still be
+        asked about it. Raises ValueError for any other refund. The caller holds
+        the payment's row lock and saves.
+        """
+        if self.status != self.Status.PENDING or self.stripe_refund_id:
+            raise ValueError("Only a pending refund Stripe never answered for can be released.")
+        self.status = self.Status.CANCELED
+        self.failure_reason = reason[:255]
+        self.stripe_check_due = True
+
+    def bind_stripe_refund(self, stripe_refund_id: str) -> None:
+        """
+        Record that Stripe's refund `stripe_refund_id` is this refund. Whatever
+        this refund's outcome was without Stripe's answer (released, or failed
+        on a refusal) was ours, not Stripe's: it goes back to pending, for
+        Stripe's status to be applied next. The caller holds the payment's row
+        lock and saves.
+        """
+        if self.stripe_refund_id is None and self.status in self.FINAL:
+            self.status = self.Status.PENDING
+            self.failure_reason = ""
+        self.stripe_refund_id = stripe_refund_id
+        self.stripe_check_due = False
 
     def may_apply(self, status: str) -> bool:
         return self.PROGRESS[status] > self.PROGRESS[self.status]

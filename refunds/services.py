@@ -245,7 +245,7 @@ def refund_submit(*, refund: Refund) -> Refund:
     if timezone.now() - refund.created_at > STRIPE_IDEMPOTENCY_KEY_LIFETIME:
         made = stripe_gateway.refund_list(payment_intent_id=payment.stripe_payment_intent_id)
         for stripe_refund in made:
-            if (stripe_refund.get("metadata") or {}).get(REFUND_ID_METADATA_KEY) == str(refund.id):
+            if stripe_refund_is_for(refund, stripe_refund=stripe_refund):
                 return refund_record_stripe_refund(stripe_refund=stripe_refund)
     try:
         answer = stripe_gateway.refund_create(
@@ -338,10 +338,97 @@ def payment_sync_refunded_amount(*, payment: Payment) -> None:
     holds the payment's row lock. No network call; idempotent.
     """
     total = payment.refunds.filter(status=Refund.Status.SUCCEEDED).aggregate(total=Sum("amount"))["total"] or 0
-    payment.set_refunded_amount(total)
+    at_stripe = payment.refunds.filter(status__in=Refund.HOLDING, stripe_refund_id__isnull=False)
+    payment.set_refunded_amount(total, held_at_stripe=at_stripe.aggregate(total=Sum("amount"))["total"] or 0)
+    _keep_reservations_within_received(payment)
     payment.save(
         update_fields=["refunded_amount", "amount", "amount_received", "status", "books_mismatch", "updated_at"]
     )
+
+
+# What a released refund says until Stripe has been asked about it, and once it has.
+RELEASED = "Released: refunds made at Stripe took this amount. Stripe is being asked whether it made this one."
+RELEASED_NOT_MADE = "Released: refunds made at Stripe took this amount, and Stripe never made this one."
+
+
+def _keep_reservations_within_received(payment: Payment) -> None:
+    """
+    Hold the invariant `pending + requires_action + succeeded <= amount_received`
+    once Stripe's own refunds are recorded (a full refund made in the dashboard
+    while ours waits for Stripe's answer): Stripe's truth wins, so the refunds
+    set aside here that Stripe never answered for are released, newest first,
+    until the rest fits (Refund.release: canceled, `stripe_check_due`), and each
+    gets a job that asks Stripe about it at once (`refund_settle_released`).
+    Stripe refuses refunds beyond what a charge has left, so a released refund
+    was not made there; if it was after all, Stripe's news of it binds it again.
+    Stripe's own refunds alone above what was received do not fit the books:
+    `books_mismatch` says so, for staff. The caller holds the payment's row lock.
+    """
+    holding = payment.refunds.filter(status__in=Refund.HOLDING)
+    excess = (holding.aggregate(total=Sum("amount"))["total"] or 0) - payment.amount_received
+    if excess <= 0:
+        return
+    from refunds.tasks import settle_released_refund
+
+    unanswered = holding.select_for_update().filter(status=Refund.Status.PENDING, stripe_refund_id__isnull=True)
+    for reservation in unanswered.order_by("-created_at", "-id"):
+        if excess <= 0:
+            break
+        reservation.release(reason=RELEASED)
+        reservation.save(update_fields=["status", "failure_reason", "stripe_check_due", "updated_at"])
+        settle_released_refund.configure(lock=payment.stripe_payment_intent_id or str(payment.pk)).defer(
+            refund_id=str(reservation.pk)
+        )
+        excess -= reservation.amount
+    if excess > 0 and not payment.books_mismatch:
+        payment._record_mismatch(
+            "refunds held above received",
+            f"Stripe's refunds under way or succeeded add up to {excess} more than the {payment.amount_received} "
+            "received.",
+        )
+
+
+class RefundStillBeingSent(Exception):
+    """A released refund's own request is still waiting for Stripe: ask again once its lease has run out."""
+
+
+def refund_settle_released(*, refund: Refund) -> Refund:
+    """
+    Ask Stripe about a refund released by `_keep_reservations_within_received`
+    (`stripe_check_due`) and settle it: found among its PaymentIntent's refunds
+    at Stripe (`stripe_refund_is_for`), it takes Stripe's status (succeeded,
+    failed, canceled...; a succeeded one that no longer fits marks the books);
+    not there, it stays canceled for good (RELEASED_NOT_MADE) and is never sent
+    again. Answers the refund as recorded; unchanged when no check is due.
+
+    Raises RefundStillBeingSent while the refund's own request may still reach
+    Stripe (its lease is live), and the gateway's StripeError when Stripe does
+    not answer: the job retries later. Locks: none during the Stripe read; the
+    payment row, then the refund, to record. Side effects: one list read at
+    Stripe. Safe to repeat.
+    """
+    refund = Refund.objects.select_related("payment").get(pk=refund.pk)
+    if not refund.stripe_check_due:
+        return refund
+    if lease_is_live(refund.stripe_call_started_at, seconds=settings.REFUND_CREATE_LEASE_SECONDS, now=timezone.now()):
+        raise RefundStillBeingSent(f"Refund {refund.pk} is still being sent to Stripe.")
+    made = stripe_gateway.refund_list(payment_intent_id=refund.payment.stripe_payment_intent_id)
+    found = next((r for r in made if stripe_refund_is_for(refund, stripe_refund=r)), None)
+    if found is not None:
+        return refund_record_stripe_refund(stripe_refund=found) or refund
+    with transaction.atomic():
+        Payment.objects.select_for_update().get(pk=refund.payment_id)
+        refund = Refund.objects.select_for_update().get(pk=refund.pk)
+        if refund.stripe_check_due and refund.stripe_refund_id is None:
+            refund.stripe_check_due = False
+            refund.failure_reason = RELEASED_NOT_MADE
+            refund.save(update_fields=["stripe_check_due", "failure_reason", "updated_at"])
+    return refund
+
+
+def refunds_due_a_stripe_check():
+    """A queryset of the released refunds Stripe has not been asked about yet, oldest first. Reads only."""
+    return Refund.objects.filter(stripe_check_due=True).order_by("created_at")
 
 
 def refund_record_stripe_refund(
@@ -359,8 +446,11 @@ def refund_record_stripe_refund(
     tell). A release by expiry (`expired_uncaptured_charge`) cancels the
     payment, which received nothing.
 
-    Finds our refund by its Stripe id, then by our id in its metadata; a refund
-    the app never made (the Stripe dashboard) is recorded with no `created_by`.
+    Finds our refund by its Stripe id, then by our id in its metadata, which is
+    believed only for a refund of ours with no Stripe refund yet, of the same
+    PaymentIntent and amount (`stripe_refund_is_for`: metadata can be copied);
+    a refund the app never made (the Stripe dashboard) is recorded with no
+    `created_by`, on the payment of its PaymentIntent.
     Its status only moves forward (Refund.apply_stripe_status), so the same
     object applied twice, or an older one after a newer one, changes nothing.
     Raises ValueError for a refund status Stripe does not have, CaptureNotKnownYet
@@ -371,12 +461,14 @@ def refund_record_stripe_refund(
     """
     refund_id = str(stripe_refund["id"])
     with transaction.atomic():
-        refund = Refund.objects.filter(stripe_refund_id=refund_id).first() or _refund_from_metadata(stripe_refund)
+        refund = Refund.objects.filter(stripe_refund_id=refund_id).first() or _refund_from_metadata(
+            stripe_refund, charge=charge
+        )
         if refund is not None:
             payment = Payment.objects.select_for_update().get(pk=refund.payment_id)
             refund = Refund.objects.select_for_update().get(pk=refund.pk)
         else:
-            intent_id = stripe_gateway.id_of(stripe_refund.get("payment_intent"))
+            intent_id = refund_payment_intent_id(stripe_refund, charge=charge)
             if not intent_id:
                 # (Filtering on None would match the payments whose PaymentIntent is not made yet.)
                 return None
@@ -394,9 +486,12 @@ def refund_record_stripe_refund(
                     amount=int(stripe_refund["amount"]),
                     reason=_known_reason(stripe_refund.get("reason")),
                     created_by=None,
+                    # When Stripe made it, on Stripe's clock.
+                    created_at=stripe_timestamp(stripe_refund.get("created")),
                 )
         if not refund.stripe_refund_id:
-            refund.stripe_refund_id = refund_id
+            # Ours, answered at last: what it was without Stripe's answer gives way to Stripe's.
+            refund.bind_stripe_refund(refund_id)
         refund.apply_stripe_status(
             str(stripe_refund["status"]),
             failure_reason=str(stripe_refund.get("failure_reason") or ""),
@@ -446,7 +541,7 @@ def _record_release(*, stripe_refund: dict, payment: Payment) -> None:
     """A release is not a refund: an expiry cancels the payment, a partial capture's release is remembered."""
     if stripe_refund.get("reason") == EXPIRED_UNCAPTURED_CHARGE:
         payment.apply_stripe_status(
-            Payment.Status.CANCELED, at=stripe_timestamp(stripe_refund.get("created")), amount_received=0
+            Payment.Status.CANCELED, at=stripe_gateway.answered_at(stripe_refund), amount_received=0
         )
         payment.save()
     elif payment.status in Payment.PAID and not payment.stripe_release_refund_id:
@@ -454,12 +549,56 @@ def _record_release(*, stripe_refund: dict, payment: Payment) -> None:
         payment.save(update_fields=["stripe_release_refund_id", "updated_at"])
 
 
-def _refund_from_metadata(stripe_refund: dict) -> Refund | None:
+def _refund_from_metadata(stripe_refund: dict, *, charge: dict | None = None) -> Refund | None:
+    """
+    Our refund that a Stripe refund not recorded yet is the answer for, found
+    by our id in its metadata (`stripe_refund_is_for`); None when there is none.
+    """
     our_id = (stripe_refund.get("metadata") or {}).get(REFUND_ID_METADATA_KEY)
     try:
-        return Refund.objects.filter(pk=uuid.UUID(str(our_id))).first() if our_id else None
+        refund = Refund.objects.select_related("payment").filter(pk=uuid.UUID(str(our_id))).first() if our_id else None
     except ValueError:
         return None
+    if refund is None or not stripe_refund_is_for(refund, stripe_refund=stripe_refund, charge=charge):
+        return None
+    return refund
+
+
+def stripe_refund_is_for(refund: Refund, *, stripe_refund: dict, charge: dict | None = None) -> bool:
+    """
+    Whether `stripe_refund` (a Stripe Refund object) may be recorded as our
+    `refund`'s: its metadata names our refund, and since metadata can be copied
+    (the dashboard, a script), that is believed only while our refund has no
+    Stripe refund of its own yet (or has this one), for a Stripe refund of our
+    payment's PaymentIntent (its `payment_intent`, or its charge's) and of
+    the same amount. Anything else is another refund, recorded on its own.
+    Reads `refund.payment`; no lock, no write.
+    """
+    if (stripe_refund.get("metadata") or {}).get(REFUND_ID_METADATA_KEY) != str(refund.id):
+        return False
+    if refund.stripe_refund_id is not None:
+        return refund.stripe_refund_id == str(stripe_refund.get("id"))
+    intent_id = refund_payment_intent_id(stripe_refund, charge=charge)
+    return (
+        bool(intent_id)
+        and intent_id == refund.payment.stripe_payment_intent_id
+        and (stripe_refund.get("amount") == refund.amount)
+    )
+
+
+def refund_payment_intent_id(stripe_refund: dict, *, charge: dict | None = None) -> str | None:
+    """
+    The PaymentIntent a Stripe refund gives money back from: its own
+    `payment_intent`, else that of its charge (`charge`, expanded in the refund
+    or given by the caller); None when neither says. Pure.
+    """
+    named = stripe_gateway.id_of(stripe_refund.get("payment_intent"))
+    if named:
+        return named
+    for source in (stripe_refund.get("charge"), charge):
+        if isinstance(source, dict) and stripe_gateway.id_of(source.get("payment_intent")):
+            return stripe_gateway.id_of(source.get("payment_intent"))
+    return None
 
 
 def _known_reason(reason) -> str:

@@ -4,7 +4,8 @@ Reconciling with Stripe: the fix for webhooks that never came. Used by the
 
 Each function reads one object from Stripe with no lock held, then locks and
 records it through the same services and order rules the events go through
-(Payment.may_apply, Refund.may_apply), as news of the moment it was read. So a
+(Payment.may_apply, Refund.may_apply), as news of the moment Stripe answered
+(the `Date` of its answer: Stripe's clock, never ours). So a
 run changes only what Stripe holds differently, and running it again, or while
 events arrive, is safe. None raises for a Stripe failure: the problem is
 answered for the command to report.
@@ -15,14 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.db import transaction
-from django.utils import timezone
 
 import core.stripe_gateway as stripe_gateway
-from core.idempotency import REFUND_ID_METADATA_KEY
 from payments.models import Payment
 from payments.services import payment_record_intent
 from refunds.models import Refund
-from refunds.services import payment_sync_refunded_amount, refund_record_stripe_refund
+from refunds.services import payment_sync_refunded_amount, refund_record_stripe_refund, stripe_refund_is_for
 
 
 @dataclass
@@ -37,7 +36,7 @@ class ReconcileResult:
 def payment_reconcile(*, payment: Payment) -> ReconcileResult:
     """
     Read the payment's PaymentIntent from Stripe (its charge expanded) and apply
-    it as news of the moment it was read (`payment_record_intent`: status,
+    it as news of the moment Stripe answered (its `Date`) (`payment_record_intent`: status,
     amounts, card), then count its refunds again. Answers whether its status or
     amounts changed; the problem when it has no PaymentIntent yet, Stripe failed
     (StripeError is not raised), or Stripe's amounts do not fit our limits
@@ -49,7 +48,6 @@ def payment_reconcile(*, payment: Payment) -> ReconcileResult:
     """
     if not payment.stripe_payment_intent_id:
         return ReconcileResult(problem="no PaymentIntent yet (its creation is retried with its Idempotency-Key)")
-    read_at = timezone.now()
     try:
         intent = stripe_gateway.payment_intent_retrieve(payment.stripe_payment_intent_id)
     except stripe_gateway.StripeError as exc:
@@ -58,7 +56,8 @@ def payment_reconcile(*, payment: Payment) -> ReconcileResult:
         payment = Payment.objects.select_for_update().get(pk=payment.pk)
         before = _books(payment)
         payment.books_mismatch = ""
-        payment_record_intent(payment=payment, intent=intent, at=read_at)
+        # As news of the `Date` of Stripe's answer: Stripe's clock, never ours.
+        payment_record_intent(payment=payment, intent=intent, at=stripe_gateway.answered_at(intent))
         payment_sync_refunded_amount(payment=payment)
         if payment.books_mismatch:
             problem = "Stripe's amounts do not fit our limits (the payment's page in the admin says how)"
@@ -118,10 +117,7 @@ def refund_reconcile(*, refund: Refund) -> ReconcileResult:
         else:
             intent_id = refund.payment.stripe_payment_intent_id
             candidates = stripe_gateway.refund_list(payment_intent_id=intent_id) if intent_id else []
-            stripe_refund = next(
-                (r for r in candidates if (r.get("metadata") or {}).get(REFUND_ID_METADATA_KEY) == str(refund.id)),
-                None,
-            )
+            stripe_refund = next((r for r in candidates if stripe_refund_is_for(refund, stripe_refund=r)), None)
     except stripe_gateway.StripeError as exc:
         return ReconcileResult(problem=f"Stripe: {exc.message}")
     if stripe_refund is None:

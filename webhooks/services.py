@@ -22,6 +22,7 @@ from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 import core.stripe_gateway as stripe_gateway
+from core.errors import database_error_in, safe_error_text, scrub
 from core.signals import stripe_event_applied
 from core.storable import unstorable_string_problem
 from payments.services import payment_record_stripe_intent
@@ -225,7 +226,7 @@ def webhook_event_apply(*, event_id: int, final_attempt: bool = True) -> Webhook
     PaymentNotKnownYet: a refund or dispute delivered before, or without, the
     PaymentIntent's own events) has that PaymentIntent read from Stripe with no
     lock held, adopted (`payment_record_stripe_intent`, no user, as news of the
-    moment it was read), and the handler runs again; if Stripe has no such
+    moment Stripe answered, on Stripe's clock), and the handler runs again; if Stripe has no such
     PaymentIntent in this account the event is `ignored` with that reason.
 
     A failed attempt (any other exception of the handler, or Stripe not
@@ -288,14 +289,14 @@ def _apply_once(event_id: int, *, count: bool = True) -> _Attempt:
                 unknown_intent = exc.intent_id
             except Exception as exc:
                 event.error = storable_error(exc)
-                # A database error's text may quote a row (DETAIL): its first line only, no traceback.
+                # A database error's text quotes the row (DETAIL): its kind and constraint only, no traceback.
                 logger.warning(
                     "Webhook %s (%s) attempt %s failed: %s",
                     event.stripe_event_id,
                     event.type,
                     event.attempts,
                     event.error,
-                    exc_info=not isinstance(exc, DatabaseError),
+                    exc_info=database_error_in(exc) is None,
                 )
             else:
                 event.outcome = WebhookEvent.Outcome.PROCESSED
@@ -325,20 +326,20 @@ def _adopt_intent(intent_id: str) -> str | None:
     """
     Read the PaymentIntent from Stripe (no lock held) and record it, adopting it
     if no payment has it (`payment_record_stripe_intent`, as news of the moment
-    read). Answers None when recorded, _MISSING_AT_STRIPE when Stripe does not
+    Stripe answered, by the `Date` of its answer). Answers None when recorded, _MISSING_AT_STRIPE when Stripe does not
     have it, or the problem (Stripe failed, or its status is unknown) as storable text.
     """
-    read_at = timezone.now()
     try:
         intent = stripe_gateway.payment_intent_retrieve(intent_id)
     except stripe_gateway.StripeRefused as exc:
         if exc.code == "resource_missing" or exc.http_status == 404:
             return _MISSING_AT_STRIPE
-        return f"{type(exc).__name__}: reading PaymentIntent {intent_id}: {exc.message}"[:MAX_ERROR_LENGTH]
+        return scrub(f"{type(exc).__name__}: reading PaymentIntent {intent_id}: {exc.message}")[:MAX_ERROR_LENGTH]
     except stripe_gateway.StripeError as exc:
-        return f"{type(exc).__name__}: reading PaymentIntent {intent_id}: {exc.message}"[:MAX_ERROR_LENGTH]
+        return scrub(f"{type(exc).__name__}: reading PaymentIntent {intent_id}: {exc.message}")[:MAX_ERROR_LENGTH]
     try:
-        payment_record_stripe_intent(intent=intent, at=read_at)
+        # As news of the moment Stripe answered, on Stripe's clock (never ours).
+        payment_record_stripe_intent(intent=intent, at=stripe_gateway.answered_at(intent))
     except Exception as exc:
         return storable_error(exc)
     return None
@@ -368,12 +369,12 @@ def _finish(event_id: int, outcome: str, error: str) -> WebhookEvent | None:
 
 def storable_error(exc: BaseException) -> str:
     """
-    What may be kept of an exception on an event (and shown in the admin): its
-    class and the first line of its message. PostgreSQL's errors quote the
-    offending row on the lines after (DETAIL); our own messages name ids only.
+    What may be kept of an exception on an event (and shown in the admin, and
+    logged): core.errors.safe_error_text, one line; a database error by its
+    kind and constraint only, since PostgreSQL quotes the offending row (a
+    payment's client secret included); no Stripe secret either.
     """
-    first_line = next(iter(str(exc).strip().splitlines()), "")
-    return f"{type(exc).__name__}: {first_line}"[:MAX_ERROR_LENGTH]
+    return safe_error_text(exc, limit=MAX_ERROR_LENGTH)
 
 
 def webhook_event_reprocess(*, event: WebhookEvent) -> WebhookEvent:

@@ -86,3 +86,43 @@ def test_refund_list_failing_on_a_later_page_raises(fake_stripe):
     with pytest.raises(stripe_gateway.StripeServerError):
         stripe_gateway.refund_list(payment_intent_id=intent["id"])
     assert [rule["fired"] for rule in fake_stripe.faults()] == [1, 1]
+
+
+# --- Stripe's clock (issue 16, fault 1) ------------------------------------------
+
+
+def test_an_answer_is_dated_by_stripes_date_header_not_our_clock(fake_stripe, monkeypatch):
+    """What Stripe answered is dated by the `Date` of its answer, whatever our clock says."""
+    from datetime import UTC, datetime, timedelta
+
+    from django.utils import timezone
+
+    real_now = timezone.now
+    monkeypatch.setattr(timezone, "now", lambda: real_now() + timedelta(hours=1))
+    before = datetime.now(tz=UTC).replace(microsecond=0)
+
+    intent = stripe_gateway.payment_intent_create(amount=1000, currency="usd", metadata={}, idempotency_key=key())
+
+    after = datetime.now(tz=UTC)
+    assert before <= stripe_gateway.answered_at(intent) <= after
+    assert before <= stripe_gateway.answered_at(stripe_gateway.payment_intent_retrieve(intent["id"])) <= after
+
+
+def test_a_replayed_answer_is_dated_by_the_objects_creation(fake_stripe):
+    """An idempotent replay sends the first answer again: its state is no newer than the object's `created`."""
+    from datetime import UTC, datetime
+
+    same_key = key()
+    first = stripe_gateway.payment_intent_create(amount=1000, currency="usd", metadata={}, idempotency_key=same_key)
+    replayed = stripe_gateway.payment_intent_create(amount=1000, currency="usd", metadata={}, idempotency_key=same_key)
+
+    assert replayed["id"] == first["id"]
+    assert stripe_gateway.answered_at(replayed) == datetime.fromtimestamp(first["created"], tz=UTC)
+
+
+def test_a_plain_dict_is_dated_by_its_created_else_older_than_any_news():
+    """A copy that lost the answer's date falls back to the object's `created`, and without one to the epoch."""
+    from datetime import UTC, datetime
+
+    assert stripe_gateway.answered_at({"created": 1_700_000_000}) == datetime.fromtimestamp(1_700_000_000, tz=UTC)
+    assert stripe_gateway.answered_at({}) == datetime.fromtimestamp(0, tz=UTC)

@@ -3,7 +3,6 @@ import uuid
 import factory
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -69,7 +68,7 @@ def authorized_payment(client, key: str = "authorized-1", *, amount: int = 10_00
     intent = confirm_at_stripe(payment)
     with transaction.atomic():
         payment = Payment.objects.select_for_update().get(pk=payment.pk)
-        payment_record_intent(payment=payment, intent=intent, at=timezone.now())
+        payment_record_intent(payment=payment, intent=intent)
     assert payment.status == Payment.Status.REQUIRES_CAPTURE
     return payment
 

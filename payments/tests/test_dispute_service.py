@@ -29,7 +29,8 @@ def test_a_new_dispute_is_recorded_on_its_payment(payment):
     assert dispute.payment == payment
     assert (dispute.stripe_dispute_id, dispute.amount) == (stripe_dispute["id"], 1500)
     assert (dispute.status, dispute.reason) == (Dispute.Status.NEEDS_RESPONSE, "fraudulent")
-    assert dispute.created_at == AT
+    # Opened when Stripe says (its own `created`: Stripe's clock), not when we heard of it.
+    assert dispute.created_at == datetime.fromtimestamp(stripe_dispute["created"], tz=UTC)
     assert dispute.evidence_due_by == datetime.fromtimestamp(stripe_dispute["evidence_details"]["due_by"], tz=UTC)
     assert dispute.is_open
 
@@ -105,3 +106,11 @@ def test_dispute_statuses_are_stripes():
     assert Dispute.OPEN_STATUSES | Dispute.CLOSED_STATUSES == set(Dispute.Status.values)
     assert not Dispute.OPEN_STATUSES & Dispute.CLOSED_STATUSES
     assert set(Dispute.PROGRESS) == Dispute.OPEN_STATUSES
+
+
+@pytest.mark.django_db
+def test_a_dispute_without_its_own_created_is_dated_by_the_news(payment):
+    stripe_dispute = dispute_object(intent_id=payment.stripe_payment_intent_id)
+    del stripe_dispute["created"]
+
+    assert dispute_record_stripe_dispute(stripe_dispute=stripe_dispute, at=AT).created_at == AT

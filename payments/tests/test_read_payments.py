@@ -87,6 +87,8 @@ def test_owner_reads_a_payment(owner_api, three_payments):
         "metadata",
         "failure_code",
         "failure_message",
+        "dispute_status",
+        "amount_lost_to_disputes",
         "created_at",
         "updated_at",
     }

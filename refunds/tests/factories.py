@@ -2,7 +2,6 @@ import uuid
 
 import factory
 from django.db import transaction
-from django.utils import timezone
 
 import core.stripe_gateway as stripe_gateway
 from payments.models import Payment
@@ -49,7 +48,7 @@ def pay_at_stripe(payment: Payment) -> Payment:
     intent = stripe_gateway.payment_intent_confirm(intent_id, idempotency_key=f"{key}-confirm")
     with transaction.atomic():
         payment = Payment.objects.select_for_update().get(stripe_payment_intent_id=intent_id)
-        payment_record_intent(payment=payment, intent=intent, at=timezone.now())
+        payment_record_intent(payment=payment, intent=intent)
     assert payment.status == Payment.Status.SUCCEEDED
     return payment
 

@@ -15,7 +15,7 @@ from django.utils import timezone
 import core.stripe_gateway as stripe_gateway
 from payments.models import Payment
 from refunds.models import Refund
-from refunds.services import refund_record_stripe_refund, refund_reserve, refund_retry
+from refunds.services import refund_record_stripe_refund, refund_reserve, refund_retry, refund_submit
 from refunds.tests.factories import request_refund as refund
 from refunds.tests.invariants import assert_refund_invariants
 
@@ -213,25 +213,32 @@ def test_a_refund_beyond_what_was_received_is_recorded_flagged_and_keeps_no_one_
     staff, paid_payment, fake_stripe
 ):
     """
-    The local Stripe accepts over-refunds where Stripe refuses them: after a
-    dashboard refund took most of the charge, ours is made too, beyond what was
-    received. Stripe made it, so it is recorded; the books hold to their limits
-    (refunded = received) and say so (books_mismatch), never an error that keeps
-    the next refund waiting.
+    The local Stripe accepts over-refunds where Stripe refuses them: ours was
+    made at Stripe (its answer lost), then a dashboard refund took most of the
+    charge. Recording the dashboard's releases ours (the books keep within what
+    was received); `retry_refunds` asks Stripe about it, finds it made, and
+    records it: the books hold to their limits (refunded = received) and say so
+    (books_mismatch), never an error that keeps the next refund waiting.
     """
     stuck_payment = paid_payment(amount=10_000)
+    fake_stripe.add_fault("drop", method="POST", path=REFUNDS_AT_STRIPE, times=1)
     stuck, _ = refund_reserve(payment=stuck_payment, amount=5000, created_by=staff, idempotency_key="stuck")
+    with pytest.raises(stripe_gateway.StripeError):
+        refund_submit(refund=stuck)
     dashboard = stripe_gateway.refund_create(
         payment_intent_id=stuck_payment.stripe_payment_intent_id, amount=8000, idempotency_key="dash", metadata={}
     )
     refund_record_stripe_refund(stripe_refund=dashboard)
+    stuck.refresh_from_db()
+    assert (stuck.status, stuck.stripe_check_due) == (Refund.Status.CANCELED, True)
     payment = paid_payment(amount=10_000)
     waiting, _ = refund_reserve(payment=payment, amount=2500, created_by=staff, idempotency_key="waiting")
-    expire_lease(stuck)
     expire_lease(waiting)
 
-    assert "2 recorded, 0 refused by Stripe (now failed), 0 still unanswered" in retry_refunds()
+    output = retry_refunds()
 
+    assert "1 recorded, 0 refused by Stripe (now failed), 0 still unanswered" in output
+    assert f"refund {stuck.id}: released; succeeded" in output
     stuck.refresh_from_db()
     stuck_payment.refresh_from_db()
     assert stuck.status == Refund.Status.SUCCEEDED

@@ -5,6 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db.models import Q
 from django.utils import timezone
 
+from core.errors import database_error_in, safe_error_text, scrub
 from payments.models import Payment
 from refunds.models import Refund
 from webhooks.reconcile import ReconcileResult, payment_reconcile, payment_reconcile_refunds, refund_reconcile
@@ -69,13 +70,20 @@ class Command(BaseCommand):
                 result = reconcile(obj)
             except Exception as exc:
                 # One object's failure never stops the others: it is reported, and the run goes on.
-                logger.exception("reconcile_stripe: %s %s failed", label[:-1], obj.pk)
-                result = ReconcileResult(problem=f"failed: {type(exc).__name__}")
+                # A database error quotes the row (and its client secret): its kind and constraint only.
+                logger.warning(
+                    "reconcile_stripe: %s %s failed: %s",
+                    label[:-1],
+                    obj.pk,
+                    safe_error_text(exc),
+                    exc_info=database_error_in(exc) is None,
+                )
+                result = ReconcileResult(problem=f"failed: {safe_error_text(exc)}")
             checked += 1
             changed += result.changed
             if result.problem:
                 problems += 1
-                self.stderr.write(f"{label[:-1]} {obj.pk}: {result.problem}")
+                self.stderr.write(scrub(f"{label[:-1]} {obj.pk}: {result.problem}"))
             if checked % PROGRESS_EVERY == 0:
                 self.stdout.write(f"… {label}: {checked}/{total}")
         self.stdout.write(f"{label}: {checked} checked, {changed} updated, {problems} not brought up to date")
