@@ -4,6 +4,7 @@ from django.contrib import admin, messages
 from django.db.models import Q
 from django.utils.html import format_html
 
+from backoffice.display import when
 from core.admin_helpers import ViewOnly
 from core.errors import redact_secrets, scrub
 from webhooks.models import WebhookEvent
@@ -24,8 +25,8 @@ class WebhookEventAdmin(ViewOnly, admin.ModelAdmin):
         "attempts",
         "object_id",
         "payment",
-        "received_at",
-        "processed_at",
+        "received",
+        "processed",
     )
     list_filter = ("outcome", "type", "received_at")
     search_fields = ("=stripe_event_id", "=object_id")
@@ -40,8 +41,8 @@ class WebhookEventAdmin(ViewOnly, admin.ModelAdmin):
         "safe_error",
         "object_id",
         "payment",
-        "received_at",
-        "processed_at",
+        "received",
+        "processed",
         "pretty_payload",
     )
     readonly_fields = fields
@@ -63,6 +64,14 @@ class WebhookEventAdmin(ViewOnly, admin.ModelAdmin):
         # Stripe's objects carry secrets (a PaymentIntent's client_secret): staff never need them.
         payload = redact_secrets(event.payload)
         return format_html("<pre>{}</pre>", json.dumps(payload, indent=2, sort_keys=True, ensure_ascii=False))
+
+    @admin.display(description="received", ordering="received_at")
+    def received(self, event):
+        return when(event.received_at)
+
+    @admin.display(description="processed", ordering="processed_at")
+    def processed(self, event):
+        return when(event.processed_at)
 
     @admin.display(description="error")
     def safe_error(self, event):

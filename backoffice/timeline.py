@@ -21,6 +21,7 @@ from django.utils.safestring import mark_safe
 from backoffice.admin_notifications import last_answer, state_badge
 from backoffice.display import status_badge, stripe_dashboard_url, when
 from core.admin_helpers import admin_link
+from core.errors import scrub
 from notifications.models import Delivery, Event
 from payments.currencies import format_amount
 from payments.models import Payment
@@ -74,7 +75,8 @@ def payment_timeline(payment: Payment) -> list[Entry]:
     for event in events.order_by("-received_at")[:PER_SOURCE]:
         detail = event.stripe_event_id
         if event.outcome != WebhookEvent.Outcome.PROCESSED:
-            detail += f" ({event.outcome}{': ' + event.error[:200] if event.error else ''})"
+            # An error stored before errors were made safe may still quote a row: scrubbed here too.
+            detail += f" ({event.outcome}{': ' + scrub(event.error)[:200] if event.error else ''})"
         entries.append(
             Entry(
                 at=event.received_at,

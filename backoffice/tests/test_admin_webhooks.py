@@ -1,5 +1,7 @@
 """The admin's webhook events: found by event or object id, payload readable, read-only, failed ones reprocessed."""
 
+import re
+
 import pytest
 from django.test import Client
 
@@ -112,3 +114,11 @@ def test_support_staff_read_and_reprocess_a_failed_event_in_a_real_browser(
     run_jobs_in_process()
     assert wait_until_applied([WebhookEvent.objects.get(object_id="re_browser").stripe_event_id])
     assert WebhookEvent.objects.get(object_id="re_browser").outcome == WebhookEvent.Outcome.PROCESSED
+
+
+@pytest.mark.django_db
+def test_the_list_shows_times_with_their_zone(admin_client, events):
+    """Received and processed times read with the site's time zone, as everywhere on the desk."""
+    content = admin_client.get(CHANGELIST).content.decode()
+
+    assert re.findall(r"\d\d\d\d-\d\d-\d\d \d\d:\d\d:\d\d UTC", content)

@@ -226,3 +226,23 @@ def test_the_refund_form_names_the_shopper_not_the_api_account(client, support_r
     assert "Refund: $24.00 from ana@example.com — Paid, partially refunded" in body
     assert "ana@example.com (Ana Lima)" in body and "Visa •••• 4242" in body
     assert story.user.email not in body
+
+
+@pytest.mark.django_db
+def test_an_old_events_error_quoting_a_row_is_scrubbed_in_the_timeline(viewer_client):
+    """An error stored before errors were made safe (PostgreSQL's row, a client secret) never reaches the page."""
+    payment = PaymentFactory(stripe_payment_intent_id="pi_3Scrub")
+    WebhookEvent.objects.create(
+        stripe_event_id="evt_scrub",
+        type="payment_intent.succeeded",
+        payload={"data": {"object": {"id": "pi_3Scrub"}}},
+        payment=payment,
+        object_id="pi_3Scrub",
+        outcome=WebhookEvent.Outcome.FAILED,
+        error='new row violates check constraint "x"\nDETAIL:  Failing row contains (pi_3Scrub_secret_abc123, 2400).',
+    )
+
+    body = viewer_client.get(page_url(payment)).content.decode()
+
+    assert "evt_scrub" in body and "failed" in body
+    assert "Failing row" not in body and "pi_3Scrub_secret_abc123" not in body
