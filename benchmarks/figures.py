@@ -11,7 +11,11 @@ its baseline:
 - one and two gunicorn servers, one and four job workers on one PostgreSQL, and
   where the time goes (benchmarks.scale_out);
 - notifications with and without the outbox (benchmarks.notifications);
-- the admin's busiest pages against a stock ModelAdmin (benchmarks.admin_pages).
+- the admin's busiest pages against a stock ModelAdmin (benchmarks.admin_pages);
+- the desk's search box, each kind of search and the date range, against a stock
+  ModelAdmin searching the same columns (benchmarks.admin_search);
+- the books: sync_ledger over 100,000 balance transactions and the finance report
+  at a million payments (benchmarks.ledger).
 
     .venv/bin/python -m benchmarks.figures [--quick] [--only NAME ...]
 
