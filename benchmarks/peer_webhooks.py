@@ -8,8 +8,13 @@ DEBUG off): the same signed events posted to each from the same 8 client threads
 The events are about objects that exist at the local Stripe, because dj-stripe
 reads every object back from Stripe before it records it: for each payment a
 PaymentIntent paid there (pm_card_visa), a quarter of it refunded there, and a
-dispute of its charge (a Stripe-shaped Dispute object; the local Stripe has no
-Dispute resource). Five events each, posted phase by phase (all the
+dispute of its charge opened there (its books, devkit/stripe_ledger.py:
+`POST /_ledger/disputes`, the amount and the dispute fee withdrawn). Each event
+carries the object as the local Stripe answers it (the dispute: its
+`GET /v1/disputes/{id}`), so dj-stripe's read-back finds the same object. (Until
+the books had disputes the benchmark posted a made-up Dispute that the local
+Stripe answered 404 for, and dj-stripe answered 500 to every
+`charge.dispute.created`.) Five events each, posted phase by phase (all the
 `payment_intent.created`, then all the `payment_intent.succeeded`, ...):
 payment_intent.created, payment_intent.succeeded, refund.created, charge.refunded,
 charge.dispute.created.
@@ -23,8 +28,9 @@ charge.dispute.created.
   answer is its apply.
 
 Applied means: ours, each event's outcome and then the payment's status, refunded
-amount and dispute; dj-stripe, its Event row and the synced object (the
-PaymentIntent's status, the refund, the charge's refunded amount, the dispute).
+amount and dispute (amount and status); dj-stripe, its Event row and the synced
+object (the PaymentIntent's status, the refund, the charge's refunded amount,
+the dispute's charge, amount and status).
 
     .venv/bin/python -m benchmarks.peer_webhooks [--payments 300] [--quick]
 
@@ -174,15 +180,19 @@ def peer_server(stripe_api_base: str):
 # --- The events ----------------------------------------------------------------------
 
 
-def make_events(stripe_api_base: str, payments: int) -> tuple[list[list[tuple[str, str]]], list[dict]]:
+def make_events(fake_stripe: FakeStripe, payments: int) -> tuple[list[list[tuple[str, str]]], list[dict]]:
     """
     The objects made at the local Stripe and their events; answers (phases: for
     each event type, (event id, body) of every payment; the plan: each payment's
     PaymentIntent, refund, charge and dispute ids and amounts).
-    """
-    from webhooks.tests.factories import dispute_object, stripe_event
 
-    client = stripe.StripeClient(TEST_STRIPE_KEY, base_addresses={"api": stripe_api_base}, max_network_retries=0)
+    The dispute is opened at the local Stripe (`POST /_ledger/disputes`, its
+    withdrawal and dispute fee in the books) and the event carries what
+    `GET /v1/disputes/{id}` answers for it, as Stripe's own event would.
+    """
+    from webhooks.tests.factories import stripe_event
+
+    client = stripe.StripeClient(TEST_STRIPE_KEY, base_addresses={"api": fake_stripe.api_base}, max_network_retries=0)
     run = uuid.uuid4().hex[:8]
     start = int(time.time()) - 60
     phases: list[list[tuple[str, str]]] = [[] for _ in EVENT_TYPES]
@@ -205,7 +215,8 @@ def make_events(stripe_api_base: str, payments: int) -> tuple[list[list[tuple[st
         intent.pop("charges", None)
         paid = {**intent, "latest_charge": charge_id}
         created = {**paid, "status": "requires_payment_method", "amount_received": 0, "latest_charge": None}
-        dispute = {**dispute_object(intent_id=intent["id"], amount=amount), "charge": charge_id}
+        opened = fake_stripe.open_dispute(payment_intent=intent["id"], amount=amount)
+        dispute = client.v1.disputes.retrieve(opened["id"]).to_dict()
         objects = (created, paid, refund, charge, dispute)
         for phase, (event_type, obj) in enumerate(zip(EVENT_TYPES, objects, strict=True)):
             event = stripe_event(event_type, obj, created=start + phase)
@@ -267,11 +278,11 @@ def ours_applied(phases, plan) -> dict[str, int]:
         )
     )
     refunds = {r for (r,) in query(OURS_DATABASE, "SELECT stripe_refund_id FROM refunds_refund", [])}
-    disputes = {d for (d,) in query(OURS_DATABASE, "SELECT stripe_dispute_id FROM payments_dispute", [])}
+    disputes = dict(query(OURS_DATABASE, "SELECT stripe_dispute_id, amount || ':' || status FROM payments_dispute", []))
     expected = {p["intent"]: f"partially_refunded:{p['amount'] // 4}" for p in plan}
     applied["payments in their final state"] = sum(payments.get(i) == s for i, s in expected.items())
     applied["refunds recorded"] = sum(p["refund"] in refunds for p in plan)
-    applied["disputes recorded"] = sum(p["dispute"] in disputes for p in plan)
+    applied["disputes recorded"] = sum(disputes.get(p["dispute"]) == f"{p['amount']}:needs_response" for p in plan)
     return applied
 
 
@@ -288,13 +299,24 @@ def peer_applied(phases, plan) -> dict[str, int]:
     intents = dict(query(PEER_DATABASE, "SELECT id, stripe_data->>'status' FROM djstripe_paymentintent", []))
     refunds = {r for (r,) in query(PEER_DATABASE, "SELECT id FROM djstripe_refund", [])}
     charges = dict(query(PEER_DATABASE, "SELECT id, stripe_data->>'amount_refunded' FROM djstripe_charge", []))
-    disputes = {d for (d,) in query(PEER_DATABASE, "SELECT id FROM djstripe_dispute", [])}
+    disputes = dict(
+        query(
+            PEER_DATABASE,
+            "SELECT id, charge_id || ':' || (stripe_data->>'amount') || ':' || (stripe_data->>'status')"
+            " FROM djstripe_dispute",
+            [],
+        )
+    )
+
+    def disputed(p: dict) -> bool:
+        return disputes.get(p["dispute"]) == f"{p['charge']}:{p['amount']}:needs_response"
+
     checks = {
         "payment_intent.created": lambda p: p["intent"] in intents,
         "payment_intent.succeeded": lambda p: intents.get(p["intent"]) == "succeeded",
         "refund.created": lambda p: p["refund"] in refunds,
         "charge.refunded": lambda p: int(charges.get(p["charge"]) or 0) == p["amount"] // 4,
-        "charge.dispute.created": lambda p: p["dispute"] in disputes,
+        "charge.dispute.created": disputed,
     }
     applied = {}
     for event_type, phase in zip(EVENT_TYPES, phases, strict=True):
@@ -305,7 +327,7 @@ def peer_applied(phases, plan) -> dict[str, int]:
         intents.get(p["intent"]) == "succeeded" and int(charges.get(p["charge"]) or 0) == p["amount"] // 4 for p in plan
     )
     applied["refunds recorded"] = sum(p["refund"] in refunds for p in plan)
-    applied["disputes recorded"] = sum(p["dispute"] in disputes for p in plan)
+    applied["disputes recorded"] = sum(disputed(p) for p in plan)
     return applied
 
 
@@ -355,7 +377,7 @@ def main() -> None:
     fresh_database(OURS_DATABASE)
     with FakeStripe.start() as fake_stripe:
         setup_django(OURS_DATABASE, stripe_api_base=fake_stripe.api_base)
-        phases, plan = make_events(fake_stripe.api_base, payments)
+        phases, plan = make_events(fake_stripe, payments)
         event_ids = [event_id for phase in phases for event_id, _ in phase]
         results = {}
 
