@@ -85,6 +85,11 @@ class TrialBalance:
         """(account, balance, the balance formatted in its currency)."""
         return [(account, amount, format_amount(amount, account.currency)) for account, amount in self.rows]
 
+    @property
+    def shown_totals(self) -> list[tuple[str, int, str]]:
+        """(currency, total of its accounts, that total formatted in the currency): each total is zero."""
+        return [(currency, total, format_amount(total, currency)) for currency, total in self.totals.items()]
+
 
 def figures_from_accounts(currency: str, by_kind: dict[str, int]) -> Figures:
     """A report row from the summed postings of one currency's accounts (debit positive). Pure."""

@@ -77,7 +77,8 @@ def test_a_payout_s_row_puts_its_amount_beside_its_lines_net(client, books):
 @pytest.mark.django_db
 def test_the_trial_balance_lists_every_account_and_sums_to_zero(client, books):
     client.force_login(finance_user())
-    trial = client.get(REPORT).context["trial_balance"]
+    response = client.get(REPORT)
+    trial = response.context["trial_balance"]
     balances = {account.kind: amount for account, amount in trial.rows}
     assert balances == {
         # All paid out: Stripe holds nothing of it.
@@ -91,6 +92,9 @@ def test_the_trial_balance_lists_every_account_and_sums_to_zero(client, books):
         "other": 0,
     }
     assert trial.totals == {"usd": 0}
+    # The total reads as money, as every other figure on the page.
+    total_row = response.content.decode().split('<tr class="total">')[1].split("</tr>")[0]
+    assert "$0.00" in total_row
 
 
 @pytest.mark.django_db
