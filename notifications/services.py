@@ -28,6 +28,7 @@ from django.db.models import Q
 from django.utils import timezone
 from procrastinate.contrib.django import app
 
+from core.jobs import job_defer_in_transaction
 from core.leases import lease_is_live
 from notifications import sending
 from notifications.models import Delivery, DeliveryAttempt, Endpoint, Event, EventSequence, EventType
@@ -120,8 +121,12 @@ def _queue_attempt(delivery: Delivery, *, at: datetime, due: datetime) -> None:
     """Queue the job that sends `delivery` at `at`, for the attempt due at `due` (in the caller's transaction)."""
     # A job due now is queued with no time at all: any worker takes it at once.
     schedule_at = at if at > timezone.now() else None
-    app.configure_task(DELIVER_TASK, queue=QUEUE, schedule_at=schedule_at).defer(
-        delivery_id=delivery.pk, due=due.isoformat()
+    # On Django's connection even in a worker (whose app defers on a pool of its own):
+    # the job commits with the delivery, or a worker may look for it before it exists.
+    job_defer_in_transaction(
+        app.configure_task(DELIVER_TASK, queue=QUEUE, schedule_at=schedule_at),
+        delivery_id=delivery.pk,
+        due=due.isoformat(),
     )
 
 

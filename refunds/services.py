@@ -42,6 +42,7 @@ from core.idempotency import (
     STRIPE_IDEMPOTENCY_KEY_LIFETIME,
     request_fingerprint,
 )
+from core.jobs import job_defer_in_transaction
 from core.leases import lease_is_live, lease_not_live
 from payments.currencies import format_amount
 from payments.models import Dispute, Payment
@@ -376,8 +377,10 @@ def _keep_reservations_within_received(payment: Payment) -> None:
             break
         reservation.release(reason=RELEASED)
         reservation.save(update_fields=["status", "failure_reason", "stripe_check_due", "updated_at"])
-        settle_released_refund.configure(lock=payment.stripe_payment_intent_id or str(payment.pk)).defer(
-            refund_id=str(reservation.pk)
+        # In this transaction (a worker's app would commit it apart, before the release).
+        job_defer_in_transaction(
+            settle_released_refund.configure(lock=payment.stripe_payment_intent_id or str(payment.pk)),
+            refund_id=str(reservation.pk),
         )
         excess -= reservation.amount
     if excess > 0 and not payment.books_mismatch:

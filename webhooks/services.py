@@ -23,6 +23,7 @@ from django.utils import timezone
 
 import core.stripe_gateway as stripe_gateway
 from core.errors import database_error_in, safe_error_text, scrub
+from core.jobs import job_defer_in_transaction
 from core.signals import stripe_event_applied
 from core.storable import unstorable_string_problem
 from payments.services import payment_record_stripe_intent
@@ -181,7 +182,7 @@ def _queue_apply(event: WebhookEvent) -> None:
     """Queue the event's apply job on the caller's transaction (Django's connection): it commits with it."""
     from webhooks.tasks import apply_event
 
-    job_id = apply_event.configure(lock=apply_lock(event.stripe_object)).defer(event_id=event.pk)
+    job_id = job_defer_in_transaction(apply_event.configure(lock=apply_lock(event.stripe_object)), event_id=event.pk)
     _wake_workers(job_id=job_id, queue=apply_event.queue)
 
 

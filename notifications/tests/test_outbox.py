@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import transaction
+from procrastinate.contrib.django import app
 
 from devkit.workers import run_jobs_in_process
 from notifications.models import Delivery, Event, EventType
@@ -195,6 +196,28 @@ def test_a_change_rolled_back_leaves_no_event_no_delivery_and_no_job(payment):
     payment.refresh_from_db()
     assert payment.status == Payment.Status.REQUIRES_PAYMENT_METHOD
     assert (Event.objects.count(), Delivery.objects.count(), queued_jobs()) == (0, 0, [])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_in_a_worker_the_delivery_job_commits_with_its_delivery_or_not_at_all(payment):
+    """
+    A worker's procrastinate app defers on a connection pool of its own (as
+    `manage.py procrastinate worker` sets it up): the delivery's job must still be
+    written in the transaction that writes the delivery, or a worker takes the job
+    before the delivery exists ("no such delivery") and a rollback leaves it behind.
+    """
+    EndpointFactory()
+
+    with app.replace_connector(app.connector.get_worker_connector()), app.open():
+        with pytest.raises(RuntimeError), transaction.atomic():
+            record_intent(payment, "succeeded")
+            raise RuntimeError("something after the change failed")
+        assert (Delivery.objects.count(), queued_jobs()) == (0, [])
+
+        with transaction.atomic():
+            record_intent(payment, "succeeded")
+            delivery = Delivery.objects.get()
+        assert [job["args"]["delivery_id"] for job in queued_jobs()] == [delivery.pk]
 
 
 @pytest.mark.django_db
