@@ -84,6 +84,17 @@ def job_workers(transactional_db, fake_stripe_server):
 
 
 @pytest.fixture
+def no_jobs_left():
+    """
+    For a transactional test that commits jobs: a transactional test's flush leaves
+    procrastinate's table alone (not one of our models), so the jobs go afterwards.
+    """
+    yield
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM procrastinate_jobs")
+
+
+@pytest.fixture
 def stripe_webhooks(fake_stripe, live_server, job_workers, settings):
     """
     The local Stripe, sending its own signed webhooks to this test's live server

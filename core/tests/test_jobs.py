@@ -20,6 +20,7 @@ def jobs_of(task_name: str) -> list[dict]:
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("no_jobs_left")
 @pytest.mark.parametrize(
     "task_name, arguments",
     [("refunds.settle_released_refund", {"refund_id": "r1"}), ("webhooks.apply_event", {"event_id": 1})],

@@ -199,6 +199,7 @@ def test_a_change_rolled_back_leaves_no_event_no_delivery_and_no_job(payment):
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("no_jobs_left")
 def test_in_a_worker_the_delivery_job_commits_with_its_delivery_or_not_at_all(payment):
     """
     A worker's procrastinate app defers on a connection pool of its own (as
