@@ -34,10 +34,11 @@ INSERT INTO payments_payment (
     status, capture_method, amount_capturable, amount_received, refunded_amount, client_secret,
     order_reference, customer_email, customer_name, card_brand, card_last4, failure_code,
     failure_message, books_mismatch, stripe_release_refund_id, capture_idempotency_key,
-    capture_request_fingerprint, stripe_call_started_at, created_at, updated_at
+    capture_request_fingerprint, dispute_status, amount_lost_to_disputes, stripe_call_started_at,
+    created_at, updated_at
 ) VALUES (
     %s, %s, %s, '', %s, %s, %s, %s, 'requires_payment_method', 'automatic', 0, 0, 0, '',
-    '', '', '', '', '', '', '', '', '', '', '', %s, %s, %s
+    '', '', '', '', '', '', '', '', '', '', '', '', 0, %s, %s, %s
 )
 """
 FLOOR_UPDATE = """
