@@ -14,37 +14,23 @@ the median time and the number of SQL queries side by side.
 """
 
 import argparse
-import os
 import statistics
 import sys
 import time
-import warnings
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "paymentsite.settings")
-# Settings refuse to start without these outside DEBUG; nothing here talks to Stripe.
-os.environ.setdefault("DJANGO_SECRET_KEY", "benchmark-only-secret-key-not-for-production-0123456789")
-# Django's test client speaks plain HTTP.
-os.environ.setdefault("SECURE_SSL", "false")
-os.environ.setdefault("STRIPE_SECRET_KEY", "sk_test_benchmark")
+import benchmarks.in_process  # noqa: F401  (sets Django up: before any model)
 
-# whitenoise looks for STATIC_ROOT, which only `collectstatic` makes.
-warnings.filterwarnings("ignore", message="No directory at")
+# isort: split
 
-import django  # noqa: E402
+from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.db import connection
+from django.test import Client, override_settings
+from django.test.utils import CaptureQueriesContext
+from django.urls import path
 
-django.setup()
-
-from django.contrib import admin  # noqa: E402
-from django.contrib.auth import get_user_model  # noqa: E402
-from django.core.management import call_command  # noqa: E402
-from django.db import connection  # noqa: E402
-from django.test import Client, override_settings  # noqa: E402
-from django.test.utils import CaptureQueriesContext  # noqa: E402
-from django.urls import path  # noqa: E402
-
-from payments.models import Payment  # noqa: E402
+from payments.models import Payment
 
 
 class StockPaymentAdmin(admin.ModelAdmin):

@@ -20,41 +20,29 @@ searched is added when missing.
 """
 
 import argparse
-import os
 import statistics
-import sys
 import time
-import warnings
 from datetime import datetime, timedelta
-from pathlib import Path
 from urllib.parse import urlencode
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-# The same environment as benchmarks/admin_pages.py: nothing here talks to Stripe; the test client speaks HTTP.
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "paymentsite.settings")
-os.environ.setdefault("DJANGO_SECRET_KEY", "benchmark-only-secret-key-not-for-production-0123456789")
-os.environ.setdefault("SECURE_SSL", "false")
-os.environ.setdefault("STRIPE_SECRET_KEY", "sk_test_benchmark")
-warnings.filterwarnings("ignore", message="No directory at")
+import benchmarks.in_process  # noqa: F401  (sets Django up: before any model)
 
-import django  # noqa: E402
+# isort: split
 
-django.setup()
+from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.db import connection
+from django.test import Client, override_settings
+from django.test.utils import CaptureQueriesContext
+from django.urls import path
+from django.utils import timezone
 
-from django.contrib import admin  # noqa: E402
-from django.contrib.auth import get_user_model  # noqa: E402
-from django.core.management import call_command  # noqa: E402
-from django.db import connection  # noqa: E402
-from django.test import Client, override_settings  # noqa: E402
-from django.test.utils import CaptureQueriesContext  # noqa: E402
-from django.urls import path  # noqa: E402
-from django.utils import timezone  # noqa: E402
-
-from backoffice.search import search_payments  # noqa: E402
-from payments.currencies import format_amount  # noqa: E402
-from payments.models import Dispute, Payment  # noqa: E402
-from refunds.models import Refund  # noqa: E402
-from webhooks.models import WebhookEvent  # noqa: E402
+from backoffice.search import search_payments
+from payments.currencies import format_amount
+from payments.models import Dispute, Payment
+from refunds.models import Refund
+from webhooks.models import WebhookEvent
 
 
 class StockSearchAdmin(admin.ModelAdmin):
